@@ -1,0 +1,110 @@
+"""The HTTP gateway: OpenAI-compatible routes in front of the engines.
+
+The completion routes are plain Starlette routes (no request models, no dependency
+injection): they forward bytes, and every microsecond here is paid per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.engines import Engines
+from server.errors import ApiError
+from server.proxy import Proxy
+from server.records import RequestSink
+
+logger = logging.getLogger(__name__)
+
+
+def _json(data: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def create_app(
+    engines: Engines, sink: RequestSink, manage_engines: bool = True
+) -> FastAPI:
+    """The gateway app; with `manage_engines` its lifespan starts and stops them."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_engines:
+            engines.start()
+        try:
+            yield
+        finally:
+            if manage_engines:
+                await engines.stop()
+
+    app = FastAPI(title="tokenmill", lifespan=lifespan, docs_url=None, redoc_url=None)
+    proxy = Proxy(engines.resolve, sink)
+    created = int(time.time())
+
+    async def chat_completions(request: Request) -> Response:
+        return await proxy.forward(request, "chat/completions")
+
+    async def completions(request: Request) -> Response:
+        return await proxy.forward(request, "completions")
+
+    async def list_models(request: Request) -> Response:
+        data = []
+        for model in engines.models.models:
+            for name in model.served_names:
+                data.append(
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "tokenmill",
+                        "root": model.name,
+                        "precision": model.precision,
+                        "max_model_len": model.engine.max_model_len,
+                    }
+                )
+        return _json({"object": "list", "data": data})
+
+    async def health(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        statuses = engines.statuses()
+        is_ready = all(s.state == "ready" for s in statuses)
+        return _json(
+            {
+                "status": "ready" if is_ready else "not_ready",
+                "models": {s.name: s.state for s in statuses},
+            },
+            200 if is_ready else 503,
+        )
+
+    app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_route("/v1/completions", completions, methods=["POST"])
+    app.add_route("/v1/models", list_models, methods=["GET"])
+    app.add_route("/health", health, methods=["GET"])
+    app.add_route("/ready", ready, methods=["GET"])
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path} here"
+        elif exc.status_code == 405:
+            message = f"{request.url.path} does not take {request.method}"
+        return ApiError(exc.status_code, message).response()
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return ApiError(
+            500, f"internal error: {exc.__class__.__name__}", code="internal_error"
+        ).response()
+
+    return app

@@ -1,0 +1,177 @@
+"""Relaying a server-sent-event stream from an engine to a client, chunk by chunk.
+
+A raw ASGI response rather than Starlette's StreamingResponse, because the relay
+must know for certain when the client went away: it watches `receive()` for the
+disconnect, closes the upstream connection at once (vLLM then aborts the request)
+and records the request as aborted with the tokens counted so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import anyio
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from server.errors import error_body
+from server.records import RequestRecord, RequestSink
+
+logger = logging.getLogger(__name__)
+
+_DONE = b"data: [DONE]\n\n"
+
+
+class StreamRelay(Response):
+    """An ASGI response that streams one upstream SSE response to the client."""
+
+    def __init__(
+        self,
+        upstream: aiohttp.ClientResponse,
+        record: RequestRecord,
+        sink: RequestSink,
+        started: float,
+        wants_usage: bool,
+        wants_continuous_usage: bool,
+    ) -> None:
+        # Response's own __init__ would add a Content-Length; a stream has none.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-request-id", record.request_id.encode()),
+        ]
+        self._upstream = upstream
+        self._record = record
+        self._sink = sink
+        self._started = started
+        self._wants_usage = wants_usage or wants_continuous_usage
+        self._strips_usage = not wants_continuous_usage
+        self._usage_chunk: dict[str, Any] | None = None
+        self._is_submitted = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": self.raw_headers,
+                }
+            )
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
+                await self._relay(send)
+                tasks.cancel_scope.cancel()
+        finally:
+            # Closing (not releasing) drops the connection, which is how vLLM
+            # learns that nobody is listening and aborts the request.
+            self._upstream.close()
+            if not self._is_submitted:
+                if self._record.status == "ok":
+                    self._record.status = "aborted"
+                    self._record.http_status = 499
+                with anyio.CancelScope(shield=True):
+                    await self._submit()
+
+    async def _relay(self, send: Send) -> None:
+        try:
+            async for line in self._upstream.content:
+                event = self._on_line(line)
+                if event is not None:
+                    await send(
+                        {"type": "http.response.body", "body": event, "more_body": True}
+                    )
+        except (aiohttp.ClientError, OSError) as exc:
+            message = f"the engine broke off the stream: {exc!r}"
+            self._record.status = "error"
+            self._record.http_status = 502
+            self._record.error_message = message
+            body = error_body(message, "upstream_error", code="engine_error")
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + body + b"\n\n",
+                    "more_body": True,
+                }
+            )
+
+        # The record is committed before the last bytes leave (see records.py).
+        await self._submit()
+        tail = b""
+        if self._usage_chunk is not None and self._wants_usage:
+            tail += b"data: " + orjson.dumps(self._usage_chunk) + b"\n\n"
+        if self._record.status == "ok":
+            tail += _DONE
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _on_line(self, line: bytes) -> bytes | None:
+        """The event to send the client for one upstream line, or None."""
+        if not line.startswith(b"data:"):
+            # Blank separators are re-added per event; keep comments and others.
+            return line + b"\n" if line.strip() else None
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return None
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return b"data: " + data + b"\n\n"
+        if not isinstance(chunk, dict):
+            return b"data: " + data + b"\n\n"
+        return self._on_chunk(chunk, data)
+
+    def _on_chunk(self, chunk: dict[str, Any], data: bytes) -> bytes | None:
+        record = self._record
+        if isinstance(chunk.get("error"), dict):
+            record.status = "error"
+            record.http_status = int(chunk["error"].get("code") or 500)
+            record.error_message = str(chunk["error"].get("message"))
+            return b"data: " + data + b"\n\n"
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            record.apply_usage(usage)
+        choices = chunk.get("choices") or []
+        if not choices and usage is not None:
+            # The trailing usage-only chunk: held back until the record is in.
+            self._usage_chunk = chunk
+            return None
+        for choice in choices:
+            if record.ttft_s is None and _has_token(choice):
+                record.ttft_s = time.perf_counter() - self._started
+            if choice.get("finish_reason"):
+                record.finish_reason = choice["finish_reason"]
+        if self._strips_usage and "usage" in chunk:
+            del chunk["usage"]
+            data = orjson.dumps(chunk)
+        return b"data: " + data + b"\n\n"
+
+    async def _submit(self) -> None:
+        self._is_submitted = True
+        self._record.duration_s = time.perf_counter() - self._started
+        await self._sink.submit(self._record)
+
+
+def _has_token(choice: dict[str, Any]) -> bool:
+    if choice.get("text"):
+        return True
+    delta = choice.get("delta") or {}
+    return bool(
+        delta.get("content")
+        or delta.get("reasoning_content")
+        or delta.get("reasoning")
+        or delta.get("tool_calls")
+    )
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
