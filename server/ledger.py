@@ -1,0 +1,412 @@
+"""The durable ledger: every request's record, engine uptime, and API keys.
+
+One SQLAlchemy Core code path serves the embedded SQLite default and Postgres.
+Writes go through one writer thread that group-commits: whatever is queued when it
+wakes goes into one transaction, so under load many requests share one commit and
+the event loop never waits on the disk. `submit` returns only once its row is
+committed, which is what lets the gateway promise that every response a client
+received whole is on record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from server.records import RequestRecord
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_JOBS = 1000
+MAX_FEEDBACK_CHARS = 64
+_ROW_ERRORS = (sa.exc.IntegrityError, sa.exc.DataError)
+
+# Migrations, when the schema first changes: bump SCHEMA_VERSION and, on open, run
+# the numbered steps from the stored version up (each step an ALTER in its own
+# transaction) before create_all; a stored version above ours refuses to open.
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+
+# A column per RequestRecord field (tests check none is missing), then the
+# ledger's own: when the row was written and the client's later feedback.
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Text, nullable=False, unique=True),
+    sa.Column("model", sa.Text, nullable=False, index=True),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("is_stream", sa.Boolean, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False, index=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("http_status", sa.Integer, nullable=False),
+    sa.Column("finish_reason", sa.Text),
+    sa.Column("num_prompt_tokens", sa.Integer),
+    sa.Column("num_cached_tokens", sa.Integer),
+    sa.Column("num_completion_tokens", sa.Integer),
+    sa.Column("ttft_s", sa.Double),
+    sa.Column("duration_s", sa.Double),
+    sa.Column("error_message", sa.Text),
+    sa.Column("key_name", sa.Text, index=True),
+    sa.Column("tag", sa.Text),
+    sa.Column("user", sa.Text),
+    sa.Column("list_cost_usd", sa.Double),
+    sa.Column("api_equivalent_cost_usd", sa.Double),
+    sa.Column("work_s", sa.Double),
+    sa.Column("finished_at", sa.Double, nullable=False),
+    sa.Column("feedback", sa.Text),
+    sa.Column("feedback_at", sa.Double),
+)
+
+# One row per interval in which an engine was ready; the gateway heartbeats
+# last_seen_at, so a killed gateway loses at most one heartbeat of uptime.
+engine_uptime = sa.Table(
+    "engine_uptime",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("last_seen_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("model", "started_at"),
+)
+
+# Only a SHA-256 of each key is kept; server.keys owns the logic.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double),
+)
+
+
+class LedgerError(RuntimeError):
+    """The ledger could not be opened, or a write to it failed."""
+
+
+def default_url(home: Path) -> str:
+    """The embedded ledger's URL inside tokenmill's data directory."""
+    return f"sqlite:///{home / 'ledger.sqlite3'}"
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for the ledger database at `url`, its tables created if missing."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise LedgerError(
+            f"ledger URL {url!r} is not a database URL; use "
+            "sqlite:///path/to/ledger.sqlite3 or postgresql+psycopg://user@host/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(parsed)
+    else:
+        if parsed.drivername == "postgresql":
+            # SQLAlchemy's default Postgres driver is psycopg2, which we don't ship.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+
+    try:
+        metadata.create_all(engine)
+        _check_schema_version(engine)
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        raise LedgerError(
+            f"cannot open the ledger at {_safe_url(engine)}: {exc.orig}; check that "
+            "the database server is running and the URL's user may create tables"
+        ) from exc
+    return engine
+
+
+def _sqlite_engine(parsed: sa.URL) -> Engine:
+    if parsed.database in (None, "", ":memory:"):
+        raise LedgerError(
+            f"ledger URL {parsed!s} is an in-memory SQLite database, which every "
+            "connection sees empty and which dies with the process; give a file: "
+            "sqlite:///path/to/ledger.sqlite3"
+        )
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed)
+    sa.event.listen(engine, "connect", _tune_sqlite)
+    return engine
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL with synchronous=NORMAL: a commit is in the WAL file (the OS page cache)
+    # when it returns, so it survives a killed gateway (SIGKILL, OOM killer); only
+    # a crash of the machine itself can lose the last commits. That is the promise.
+    # FULL would fsync every commit for power-loss safety at many times the cost.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # The CLI (managing keys) may write while the gateway does: wait, don't fail.
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _check_schema_version(engine: Engine) -> None:
+    with engine.begin() as conn:
+        stored = conn.execute(sa.select(sa.func.max(schema_version.c.version)))
+        version = stored.scalar()
+        if version is None:
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+        elif version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger at {_safe_url(engine)} has schema version {version}, "
+                f"newer than this tokenmill understands ({SCHEMA_VERSION}); "
+                "upgrade tokenmill"
+            )
+
+
+def _safe_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+@dataclass
+class _Job:
+    """One write waiting for the writer: a request row, or an operation."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    row: dict[str, Any] | None = None
+    op: Callable[[Connection], Any] | None = None
+
+
+class Ledger:
+    """Persists request records, engine uptime and feedback; reads them back."""
+
+    def __init__(self, engine: Engine, max_batch_jobs: int = MAX_BATCH_JOBS) -> None:
+        self.engine = engine
+        self.max_batch_jobs = max_batch_jobs
+        # Written by the writer thread only; for tests and benchmarks.
+        self.num_commits = 0
+        self.num_rows_written = 0
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closing = threading.Lock()
+        self._is_closed = False
+        self._writer = threading.Thread(
+            target=self._write_loop, name="ledger-writer", daemon=True
+        )
+        self._writer.start()
+
+    @classmethod
+    def open(cls, url: str) -> Ledger:
+        return cls(open_engine(url))
+
+    async def submit(self, record: RequestRecord) -> None:
+        """Write `record`; returns once it is committed, raises if that failed."""
+        row = record.to_dict()
+        row["finished_at"] = time.time()
+        await self._enqueue(row=row)
+
+    async def record_uptime(self, model: str, started_at: float, now: float) -> None:
+        """Extend (or start) the interval in which `model`'s engine was ready."""
+        if now < started_at:
+            raise ValueError(
+                f"uptime of {model!r} would end at {now} before it started at "
+                f"{started_at}; pass the engine's start time and the current time"
+            )
+        table = engine_uptime
+
+        def upsert(conn: Connection) -> None:
+            # Exact float match is safe: both backends store IEEE doubles, and the
+            # gateway passes back the very started_at value it first wrote.
+            match = (table.c.model == model) & (table.c.started_at == started_at)
+            updated = conn.execute(table.update().where(match).values(last_seen_at=now))
+            if updated.rowcount == 0:
+                conn.execute(
+                    table.insert().values(
+                        model=model, started_at=started_at, last_seen_at=now
+                    )
+                )
+
+        await self._enqueue(op=upsert)
+
+    async def set_feedback(self, request_id: str, outcome: str) -> bool:
+        """Record a client's verdict on a request; False if the id is unknown."""
+        if not outcome or len(outcome) > MAX_FEEDBACK_CHARS:
+            raise ValueError(
+                f"feedback outcome {outcome!r} must be 1 to {MAX_FEEDBACK_CHARS} "
+                "characters, e.g. 'accepted' or 'rejected'"
+            )
+
+        def update(conn: Connection) -> bool:
+            result = conn.execute(
+                requests.update()
+                .where(requests.c.request_id == request_id)
+                .values(feedback=outcome, feedback_at=time.time())
+            )
+            return result.rowcount > 0
+
+        return bool(await self._enqueue(op=update))
+
+    async def fetch_requests(
+        self,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        key_name: str | None = None,
+        model: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Requests started in [start_s, end_s), oldest first, as column dicts."""
+        columns = [c for c in requests.c if c.name != "id"]
+        query = sa.select(*columns).order_by(requests.c.started_at, requests.c.id)
+        if start_s is not None:
+            query = query.where(requests.c.started_at >= start_s)
+        if end_s is not None:
+            query = query.where(requests.c.started_at < end_s)
+        if key_name is not None:
+            query = query.where(requests.c.key_name == key_name)
+        if model is not None:
+            query = query.where(requests.c.model == model)
+        return await asyncio.to_thread(self._read, query)
+
+    async def fetch_uptime(
+        self, start_s: float, end_s: float
+    ) -> list[tuple[str, float, float]]:
+        """(model, started_at, last_seen_at) of intervals overlapping the window.
+
+        Intervals are returned whole, not clipped to the window.
+        """
+        table = engine_uptime
+        query = (
+            sa.select(table.c.model, table.c.started_at, table.c.last_seen_at)
+            .where(table.c.started_at < end_s, table.c.last_seen_at > start_s)
+            .order_by(table.c.model, table.c.started_at)
+        )
+        rows = await asyncio.to_thread(self._read, query)
+        return [(r["model"], r["started_at"], r["last_seen_at"]) for r in rows]
+
+    async def close(self) -> None:
+        """Write everything already submitted, then stop the writer."""
+        with self._closing:
+            if not self._is_closed:
+                self._is_closed = True
+                self._queue.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self.engine.dispose()
+
+    def _read(self, query: sa.Executable) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    async def _enqueue(
+        self,
+        row: dict[str, Any] | None = None,
+        op: Callable[[Connection], Any] | None = None,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        job = _Job(loop, loop.create_future(), row=row, op=op)
+        # The lock keeps a job from slipping in behind close()'s stop marker,
+        # where nobody would ever settle its future.
+        with self._closing:
+            if self._is_closed:
+                raise LedgerError("the ledger is closed; open a new one to write")
+            self._queue.put(job)
+        return await job.future
+
+    def _write_loop(self) -> None:
+        try:
+            while (batch := self._take_batch()) is not None:
+                self._write(batch)
+        finally:
+            # Only reached on close (or a bug): nobody may be left waiting.
+            while True:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    _settle(job, error=LedgerError("the ledger closed before writing"))
+
+    def _take_batch(self) -> list[_Job] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self.max_batch_jobs:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # stop after writing this batch
+                break
+            batch.append(job)
+        return batch
+
+    def _write(self, batch: list[_Job]) -> None:
+        try:
+            results = self._commit(batch)
+        except Exception as exc:
+            is_row_error = isinstance(exc, _ROW_ERRORS)
+            if len(batch) > 1 and is_row_error:
+                # One bad row (say, a duplicate request id) must not sink the
+                # others: retry each in its own transaction. A database-wide
+                # failure is not retried, or a batch would wait out its timeout
+                # once per row.
+                logger.warning(
+                    "ledger batch of %d failed (%s); retrying singly", len(batch), exc
+                )
+                for job in batch:
+                    self._write([job])
+                return
+            hint = (
+                "the database refused this row"
+                if is_row_error
+                else "check that the database is reachable and writable"
+            )
+            cause = getattr(exc, "orig", None) or exc
+            for job in batch:
+                error = LedgerError(
+                    f"could not write to the ledger at {_safe_url(self.engine)}: "
+                    f"{cause}; {hint}"
+                )
+                error.__cause__ = exc
+                _settle(job, error=error)
+            return
+        for job, result in zip(batch, results, strict=True):
+            _settle(job, result=result)
+
+    def _commit(self, batch: list[_Job]) -> list[Any]:
+        rows = [job.row for job in batch if job.row is not None]
+        with self.engine.begin() as conn:
+            # Rows first, so feedback queued behind its request finds it.
+            if rows:
+                conn.execute(requests.insert(), rows)
+            results = [job.op(conn) if job.op else None for job in batch]
+        self.num_commits += 1
+        self.num_rows_written += len(rows)
+        return results
+
+
+def _settle(job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+    def settle() -> None:
+        if job.future.done():  # the submitter was cancelled; the row stays written
+            return
+        if error is None:
+            job.future.set_result(result)
+        else:
+            job.future.set_exception(error)
+
+    try:
+        job.loop.call_soon_threadsafe(settle)
+    except RuntimeError:
+        logger.debug("ledger write finished after its event loop closed")
