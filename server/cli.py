@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -52,13 +53,33 @@ def _load(settings: Settings) -> ModelsFile:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from server.auth import Authenticator, is_loopback
     from server.engines import Engines
     from server.gateway import create_app
-    from server.records import FanOut, JsonlRequestLog
+    from server.keys import KeyStore
+    from server.ledger import Ledger
+    from server.metering import Meter
+    from server.metrics import GatewayMetrics
+    from server.price_table import PriceTable
+    from server.records import JsonlRequestLog
+    from server.sampler import Sampler
+    from server.telemetry import open_source
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
     models = _load(settings)
+    keys = KeyStore.open(settings.ledger)
+    if all(key.is_revoked for key in keys.list()):
+        if not is_loopback(settings.host):
+            raise ConfigError(
+                f"refusing to listen on {settings.host} without API keys: anyone "
+                "who can reach it could use the models. Create a key with "
+                "`tokenmill keys create NAME --admin`, or listen on 127.0.0.1"
+            )
+        console.print(
+            "tokenmill: no API keys exist, so the gateway is open to anyone on "
+            "this machine (loopback only); `tokenmill keys create NAME` closes it"
+        )
     prepare_sources(models.models, settings.home, console)
     config_dir = settings.config.resolve().parent
     checkpoints = {
@@ -68,7 +89,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     engines = Engines(models, checkpoints, settings.logs_dir)
     request_log = JsonlRequestLog(settings.logs_dir / "requests.jsonl")
-    app = create_app(engines, FanOut(request_log))
+    if settings.metering:
+        meter = Meter(
+            models,
+            settings.home,
+            PriceTable.for_home(settings.home),
+            GatewayMetrics(),
+            Ledger.open(settings.ledger),
+            also=request_log,
+        )
+        sampler = Sampler(open_source(), interval_s=5.0)
+        app = create_app(
+            engines, meter, auth=Authenticator(keys), meter=meter, sampler=sampler
+        )
+    else:
+        console.print("tokenmill: metering is off; only the request log is kept")
+        app = create_app(engines, request_log)
     console.print(
         f"tokenmill: serving {', '.join(m.name for m in models.models)} on "
         f"http://{settings.host}:{settings.port}/v1 (engines start in the "
@@ -87,6 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     finally:
         request_log.close()
+        keys.close()
     return 0
 
 
@@ -142,6 +179,55 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from server.keys import KeyStore
+
+    settings = _settings(args)
+    keys = KeyStore.open(settings.ledger)
+    try:
+        if args.action == "create":
+            key = keys.create(args.name, admin=args.admin)
+            console.print(
+                f"created {'admin ' if args.admin else ''}key {args.name!r}; it is "
+                "shown only this once (tokenmill keeps only its hash):"
+            )
+            print(key)
+        elif args.action == "revoke":
+            keys.revoke(args.name)
+            console.print(f"revoked key {args.name!r}")
+        else:
+            table = Table(title="API keys")
+            for column in ("name", "admin", "created", "revoked"):
+                table.add_column(column)
+            for info in keys.list():
+                table.add_row(
+                    info.name,
+                    "yes" if info.is_admin else "",
+                    _when(info.created_at),
+                    _when(info.revoked_at) if info.revoked_at else "",
+                )
+            Console().print(table)
+    finally:
+        keys.close()
+    return 0
+
+
+def cmd_report_usage(args: argparse.Namespace) -> int:
+    from server.report_usage import print_usage_report
+
+    settings = _settings(args)
+    models = _load(settings)
+    return print_usage_report(
+        settings, models, args.by, args.since, args.until, args.format
+    )
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenmill",
@@ -163,6 +249,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_options(prepare)
     prepare.add_argument("--force", action="store_true", help="prepare it again")
     prepare.set_defaults(run=cmd_prepare)
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("create", "make a key and print it once"),
+        ("list", "list keys (never the keys themselves)"),
+        ("revoke", "make a key stop working"),
+    ):
+        sub = key_actions.add_parser(action, help=text)
+        _add_settings_options(sub)
+        if action != "list":
+            sub.add_argument("name", help="the key's name, e.g. team-a")
+        if action == "create":
+            sub.add_argument("--admin", action="store_true", help="may see all usage")
+        sub.set_defaults(run=cmd_keys)
+
+    report = commands.add_parser("report", help="reports from the ledger")
+    reports = report.add_subparsers(dest="report", required=True)
+    usage = reports.add_parser("usage", help="usage and cost, grouped")
+    _add_settings_options(usage)
+    usage.add_argument("--by", default="model", help="model,key,tag,user,status,day")
+    usage.add_argument("--since", default="7d", help="7d, 12h, 2026-12-01, …")
+    usage.add_argument("--until", default=None, help="same forms; default now")
+    usage.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    usage.set_defaults(run=cmd_report_usage)
     return parser
 
 

@@ -54,6 +54,14 @@ class Hardware(_Strict):
     usd_per_hour: float | None = Field(None, ge=0)
 
 
+class TokenPrices(_Strict):
+    """Explicit per-token prices, in dollars per million tokens."""
+
+    input_usd_per_mtok: float = Field(ge=0)
+    cached_input_usd_per_mtok: float | None = Field(None, ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+
+
 class RemoteEndpoint(_Strict):
     """An OpenAI-compatible server tokenmill forwards to instead of starting one."""
 
@@ -74,6 +82,11 @@ class ModelConfig(_Strict):
     engine: EngineOptions = EngineOptions()
     endpoint: RemoteEndpoint | None = None
     hardware: Hardware | None = None
+    # Overrides the prices derived from hardware cost and a calibration.
+    prices: TokenPrices | None = None
+    # The API model whose list prices this one is compared with, as
+    # "provider/model" from prices.yaml, e.g. "openai/gpt-4o-mini".
+    api_reference: str | None = None
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelConfig:

@@ -29,6 +29,7 @@ class ModelStatus:
     state: str
     num_restarts: int = 0
     pid: int | None = None
+    ready_since: float | None = None
 
 
 class Engines:
@@ -121,6 +122,7 @@ class Engines:
                     pid=supervisor.process.pid
                     if supervisor and supervisor.process
                     else None,
+                    ready_since=supervisor.ready_since if supervisor else None,
                 )
             )
         return statuses

@@ -6,6 +6,7 @@ injection): they forward bytes, and every microsecond here is paid per request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,10 +18,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.auth import Authenticator
 from server.engines import Engines
 from server.errors import ApiError
+from server.metering import Meter, record_uptime
+from server.metering_routes import add_metering_routes
 from server.proxy import Proxy
 from server.records import RequestSink
+from server.sampler import Sampler
 
 logger = logging.getLogger(__name__)
 
@@ -30,22 +35,40 @@ def _json(data: object, status: int = 200) -> Response:
 
 
 def create_app(
-    engines: Engines, sink: RequestSink, manage_engines: bool = True
+    engines: Engines,
+    sink: RequestSink,
+    manage_engines: bool = True,
+    auth: Authenticator | None = None,
+    meter: Meter | None = None,
+    sampler: Sampler | None = None,
 ) -> FastAPI:
     """The gateway app; with `manage_engines` its lifespan starts and stops them."""
 
+    auth = auth or Authenticator(None)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = []
         if manage_engines:
             engines.start()
+        if sampler is not None:
+            await sampler.start()
+        if meter is not None and meter.ledger is not None:
+            background.append(asyncio.create_task(record_uptime(engines, meter.ledger)))
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            if sampler is not None:
+                await sampler.stop()
             if manage_engines:
                 await engines.stop()
+            if meter is not None and meter.ledger is not None:
+                await meter.ledger.close()
 
     app = FastAPI(title="tokenmill", lifespan=lifespan, docs_url=None, redoc_url=None)
-    proxy = Proxy(engines.resolve, sink)
+    proxy = Proxy(engines.resolve, sink, auth.identify)
     created = int(time.time())
 
     async def chat_completions(request: Request) -> Response:
@@ -55,6 +78,7 @@ def create_app(
         return await proxy.forward(request, "completions")
 
     async def list_models(request: Request) -> Response:
+        await auth.identify(request)
         data = []
         for model in engines.models.models:
             for name in model.served_names:
@@ -90,6 +114,13 @@ def create_app(
     app.add_route("/v1/models", list_models, methods=["GET"])
     app.add_route("/health", health, methods=["GET"])
     app.add_route("/ready", ready, methods=["GET"])
+
+    if meter is not None:
+        add_metering_routes(app, engines, meter, auth, sampler)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return exc.response()
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

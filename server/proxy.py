@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.errors import ApiError
+from server.keys import KeyInfo
 from server.records import RequestRecord, RequestSink
 from server.stream_relay import StreamRelay
 from server.upstream import Upstream
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
 # Returns the upstream serving a model name, None when no model has that name, and
 # raises ApiError(503) when the model exists but cannot take requests now.
 Resolver = Callable[[str], Upstream | None]
+# Returns the caller's key (None in open mode) or raises ApiError(401).
+Identifier = Callable[[Request], Awaitable[KeyInfo | None]]
+
+_MAX_TAG_CHARS = 64
 
 
 @dataclass
@@ -96,14 +101,18 @@ def request_id_for(request: Request) -> str:
 class Proxy:
     """Forwards completion requests and hands each record to the sink."""
 
-    def __init__(self, resolve: Resolver, sink: RequestSink) -> None:
+    def __init__(
+        self, resolve: Resolver, sink: RequestSink, identify: Identifier | None = None
+    ) -> None:
         self._resolve = resolve
         self._sink = sink
+        self._identify = identify
 
     async def forward(self, request: Request, endpoint: str) -> Response:
         started = time.perf_counter()
         request_id = request_id_for(request)
         try:
+            key = await self._identify(request) if self._identify else None
             parsed = parse_body(await request.body())
             upstream = self._resolve(parsed.model)
             if upstream is None:
@@ -122,6 +131,9 @@ class Proxy:
             model=upstream.name,
             endpoint=endpoint,
             is_stream=parsed.is_stream,
+            key_name=key.name if key else None,
+            tag=_tag(request, parsed.body),
+            user=_text(parsed.body.get("user")),
         )
         payload = self._upstream_payload(parsed, upstream)
         headers = {**upstream.headers, "X-Request-Id": request_id}
@@ -179,10 +191,14 @@ class Proxy:
             await self._finish(
                 record, started, error=ApiError(response.status, message)
             )
+        headers = {
+            "x-request-id": record.request_id,
+            "x-tokenmill-cost-usd": format_cost(record.list_cost_usd),
+        }
         return Response(
             content,
             response.status,
-            {"x-request-id": record.request_id},
+            headers,
             media_type=response.headers.get("Content-Type", "application/json"),
         )
 
@@ -210,6 +226,25 @@ class Proxy:
                 "continuous_usage_stats": True,
             }
         return orjson.dumps(body)
+
+
+def format_cost(cost_usd: float | None) -> str:
+    """A cost for a header: plain decimal dollars, or `unknown`."""
+    if cost_usd is None:
+        return "unknown"
+    return f"{cost_usd:.10f}".rstrip("0").rstrip(".")
+
+
+def _text(value: Any, max_chars: int = _MAX_TAG_CHARS) -> str | None:
+    return value[:max_chars] if isinstance(value, str) and value else None
+
+
+def _tag(request: Request, body: dict[str, Any]) -> str | None:
+    """The query type: `X-Tokenmill-Tag`, else `metadata.tag` in the body."""
+    if tag := _text(request.headers.get("x-tokenmill-tag")):
+        return tag
+    metadata = body.get("metadata")
+    return _text(metadata.get("tag")) if isinstance(metadata, dict) else None
 
 
 def _error_message(data: Any) -> str | None:

@@ -44,8 +44,16 @@ class RequestRecord:
     ttft_s: float | None = None
     duration_s: float | None = None
     error_message: str | None = None
-    # Free-form request attributes later layers use (API key name, tag, user).
-    attributes: dict[str, str] = field(default_factory=dict)
+    # Who asked and why: the API key's name (never the key), the query type from
+    # `X-Tokenmill-Tag` or `metadata.tag`, and OpenAI's `user` field.
+    key_name: str | None = None
+    tag: str | None = None
+    user: str | None = None
+    # Priced by server.pricing; None means unknown, never a guess.
+    list_cost_usd: float | None = None
+    api_equivalent_cost_usd: float | None = None
+    # Calibrated engine-seconds this request used: the weight for absorbed cost.
+    work_s: float | None = None
 
     def apply_usage(self, usage: dict[str, Any]) -> None:
         """Take token counts from an OpenAI `usage` object."""
@@ -107,18 +115,3 @@ class JsonlRequestLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-class FanOut:
-    """Hands each record to several sinks in order."""
-
-    def __init__(self, *sinks: RequestSink) -> None:
-        self.sinks = list(sinks)
-
-    async def submit(self, record: RequestRecord) -> None:
-        for sink in self.sinks:
-            try:
-                await sink.submit(record)
-            except Exception:
-                # A broken sink must not fail the response it describes.
-                logger.exception("request sink %r failed", sink)

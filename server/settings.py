@@ -34,6 +34,16 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", description="address the gateway listens on")
     port: int = Field(8000, ge=0, le=65535, description="port the gateway listens on")
     log_level: str = Field("info", description="diagnostics level: debug, info, …")
+    metering: bool = Field(
+        True,
+        description="price and record requests in the ledger; 'false' leaves only "
+        "the request log, to measure what metering costs",
+    )
+    ledger_url: str | None = Field(
+        None,
+        description="ledger database URL (default: SQLite in the home directory; "
+        "postgresql://… works too)",
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -53,6 +63,13 @@ class Settings(BaseModel):
                 f"setting {field} (TOKENMILL_{field.upper()} or --{field}) is "
                 f"{error.get('input')!r}: {error['msg']}"
             ) from None
+
+    @property
+    def ledger(self) -> str:
+        """The ledger's database URL."""
+        from server.ledger import default_url
+
+        return self.ledger_url or default_url(self.home)
 
     @property
     def logs_dir(self) -> Path:

@@ -105,6 +105,9 @@ class StreamRelay(Response):
         await self._submit()
         tail = b""
         if self._usage_chunk is not None and self._wants_usage:
+            # The cost rides in the usage object: a stream's headers left long ago.
+            usage = self._usage_chunk["usage"]
+            usage["tokenmill_cost_usd"] = self._record.list_cost_usd
             tail += b"data: " + orjson.dumps(self._usage_chunk) + b"\n\n"
         if self._record.status == "ok":
             tail += _DONE

@@ -57,6 +57,8 @@ class EngineSupervisor:
         self._max_health_failures = max_health_failures
         self.state = EngineState.STOPPED
         self.num_restarts = 0
+        # Wall-clock time the running engine became ready; None while not ready.
+        self.ready_since: float | None = None
         self.process: EngineProcess | None = None
         self.upstream: Upstream | None = None
 
@@ -92,6 +94,7 @@ class EngineSupervisor:
             return
         self.upstream = upstream
         upstream.is_ready = True
+        self.ready_since = time.time()
         self.state = EngineState.READY
         logger.info("engine %s: ready (pid %s)", process.model.name, process.pid)
         exited = asyncio.ensure_future(process.wait())
@@ -126,6 +129,7 @@ class EngineSupervisor:
 
     async def _stop(self) -> None:
         upstream, self.upstream = self.upstream, None
+        self.ready_since = None
         if upstream is not None:
             upstream.is_ready = False
         # Finish the stop even if our own task is being cancelled.
