@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from tests.server.conftest import free_port
 
@@ -41,6 +42,17 @@ class Gateway:
     base_url: str
     home: Path
     log_path: Path
+    ledger_url: str
+
+    def ledger_rows(self) -> dict[str, dict]:
+        """The ledger's rows, by request id."""
+        engine = sa.create_engine(self.ledger_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("select * from requests")).mappings()
+                return {row["request_id"]: dict(row) for row in rows}
+        finally:
+            engine.dispose()
 
     def records(self) -> dict[str, dict]:
         """The gateway's request log, by request id."""
@@ -79,21 +91,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     log_path = workdir / "gateway.log"
     (HOME / "logs").mkdir(parents=True, exist_ok=True)
     (HOME / "logs" / "requests.jsonl").unlink(missing_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "server.cli",
-        "serve",
-        "--config",
-        str(config),
-        "--home",
-        str(HOME),
-        "--port",
-        str(port),
-    ]
+    # A fresh ledger per session; the prepared model stays in the shared home.
+    ledger_url = f"sqlite:///{workdir / 'ledger.sqlite3'}"
+    command = [sys.executable, "-m", "server.cli", "serve", "--config", str(config),
+               "--home", str(HOME), "--port", str(port),
+               "--ledger-url", ledger_url]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    gateway = Gateway(process, f"http://127.0.0.1:{port}", HOME, log_path)
+    gateway = Gateway(process, f"http://127.0.0.1:{port}", HOME, log_path, ledger_url)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while _get_status(gateway.base_url + "/ready") != 200:
         if process.poll() is not None or time.monotonic() > deadline:
