@@ -155,6 +155,11 @@ class MockServer:
             for i in range(num_out):
                 if self.token_delay_s:
                     await asyncio.sleep(self.token_delay_s)
+                if i == 2 and body.get("model") == "die-mid-stream":
+                    # Stands in for an engine that crashes while streaming.
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
                 finish = "length" if i == num_out - 1 else None
                 choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
                 if is_chat:

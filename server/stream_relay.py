@@ -64,10 +64,20 @@ class StreamRelay(Response):
                     "headers": self.raw_headers,
                 }
             )
+            # A disconnect cancels the relay; the task group then exits quietly.
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
                 await self._relay(send)
                 tasks.cancel_scope.cancel()
+        except OSError:
+            # The server could not send: the client is gone, as with a disconnect.
+            pass
+        except Exception as exc:
+            logger.exception("relaying request %s failed", self._record.request_id)
+            self._record.status = "error"
+            self._record.http_status = 500
+            self._record.error_message = repr(exc)
+            raise
         finally:
             # Closing (not releasing) drops the connection, which is how vLLM
             # learns that nobody is listening and aborts the request.
@@ -80,26 +90,21 @@ class StreamRelay(Response):
                     await self._submit()
 
     async def _relay(self, send: Send) -> None:
-        try:
-            async for line in self._upstream.content:
-                event = self._on_line(line)
-                if event is not None:
-                    await send(
-                        {"type": "http.response.body", "body": event, "more_body": True}
-                    )
-        except (aiohttp.ClientError, OSError) as exc:
-            message = f"the engine broke off the stream: {exc!r}"
-            self._record.status = "error"
-            self._record.http_status = 502
-            self._record.error_message = message
-            body = error_body(message, "upstream_error", code="engine_error")
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": b"data: " + body + b"\n\n",
-                    "more_body": True,
-                }
-            )
+        lines = aiter(self._upstream.content)
+        while True:
+            try:
+                line = await anext(lines)
+            except StopAsyncIteration:
+                break
+            # aiohttp raises ValueError for a line beyond its buffer (read_bufsize).
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                await send(self._upstream_failed(exc))
+                break
+            event = self._on_line(line)
+            if event is not None:
+                await send(
+                    {"type": "http.response.body", "body": event, "more_body": True}
+                )
 
         # The record is committed before the last bytes leave (see records.py).
         await self._submit()
@@ -112,6 +117,19 @@ class StreamRelay(Response):
         if self._record.status == "ok":
             tail += _DONE
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _upstream_failed(self, exc: Exception) -> dict[str, Any]:
+        """Record the engine's failure; the SSE error event that tells the client."""
+        message = f"the engine broke off the stream: {exc!r}"
+        self._record.status = "error"
+        self._record.http_status = 502
+        self._record.error_message = message
+        body = error_body(message, "upstream_error", code="engine_error")
+        return {
+            "type": "http.response.body",
+            "body": b"data: " + body + b"\n\n",
+            "more_body": True,
+        }
 
     def _on_line(self, line: bytes) -> bytes | None:
         """The event to send the client for one upstream line, or None."""

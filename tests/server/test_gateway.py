@@ -215,6 +215,21 @@ async def test_upstream_error_passes_through_and_is_recorded(stack: Stack) -> No
     assert record.error_message == "mock failure"
 
 
+async def test_engine_dying_mid_stream_ends_with_an_error_event(stack: Stack) -> None:
+    upstream = stack.engines.resolve("mock-model")
+    assert upstream is not None
+    upstream.served_model = "die-mid-stream"
+
+    events = await _stream(stack, "/v1/chat/completions", {**CHAT, "stream": True})
+
+    assert events[-1] != b"data: [DONE]"
+    error = orjson.loads(events[-1][len(b"data: ") :])["error"]
+    assert error["code"] == "engine_error"
+    [record] = list(stack.records)
+    assert (record.status, record.http_status) == ("error", 502)
+    assert record.num_completion_tokens == 2
+
+
 async def test_health_ready_models_and_unknown_routes(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(stack.base_url + "/health") as response:
