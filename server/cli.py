@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not m.is_remote
     }
     engines = Engines(models, checkpoints, settings.logs_dir)
-    request_log = JsonlRequestLog(settings.logs_dir / "requests.jsonl")
+    request_log = None
     if settings.metering:
         meter = Meter(
             models,
@@ -96,14 +96,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             PriceTable.for_home(settings.home),
             GatewayMetrics(),
             Ledger.open(settings.ledger),
-            also=request_log,
         )
         sampler = Sampler(open_source(), interval_s=5.0)
         app = create_app(
             engines, meter, auth=Authenticator(keys), meter=meter, sampler=sampler
         )
     else:
-        console.print("tokenmill: metering is off; only the request log is kept")
+        request_log = JsonlRequestLog(settings.logs_dir / "requests.jsonl")
+        console.print(
+            "tokenmill: metering is off; requests are only logged to "
+            f"{request_log.path}"
+        )
         app = create_app(engines, request_log)
     console.print(
         f"tokenmill: serving {', '.join(m.name for m in models.models)} on "
@@ -119,10 +122,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             http="httptools",
             access_log=False,
             log_config=None,
+            # Nothing sits in front to forward client addresses; and every
+            # per-response header costs time at thousands of requests a second.
+            proxy_headers=False,
+            server_header=False,
             timeout_graceful_shutdown=5,
         )
     finally:
-        request_log.close()
+        if request_log is not None:
+            request_log.close()
         keys.close()
     return 0
 

@@ -1,7 +1,8 @@
 """The HTTP gateway: OpenAI-compatible routes in front of the engines.
 
-The completion routes are plain Starlette routes (no request models, no dependency
-injection): they forward bytes, and every microsecond here is paid per request.
+The completion routes are served straight from ASGI, ahead of FastAPI's router and
+middleware stack: they forward bytes, and every microsecond here is paid per
+request. Everything else (models, health, metering routes) is a FastAPI app.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.auth import Authenticator
 from server.engines import Engines
@@ -41,7 +43,7 @@ def create_app(
     auth: Authenticator | None = None,
     meter: Meter | None = None,
     sampler: Sampler | None = None,
-) -> FastAPI:
+) -> ASGIApp:
     """The gateway app; with `manage_engines` its lifespan starts and stops them."""
 
     auth = auth or Authenticator(None)
@@ -70,12 +72,6 @@ def create_app(
     app = FastAPI(title="tokenmill", lifespan=lifespan, docs_url=None, redoc_url=None)
     proxy = Proxy(engines.resolve, sink, auth.identify)
     created = int(time.time())
-
-    async def chat_completions(request: Request) -> Response:
-        return await proxy.forward(request, "chat/completions")
-
-    async def completions(request: Request) -> Response:
-        return await proxy.forward(request, "completions")
 
     async def list_models(request: Request) -> Response:
         await auth.identify(request)
@@ -109,8 +105,6 @@ def create_app(
             200 if is_ready else 503,
         )
 
-    app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-    app.add_route("/v1/completions", completions, methods=["POST"])
     app.add_route("/v1/models", list_models, methods=["GET"])
     app.add_route("/health", health, methods=["GET"])
     app.add_route("/ready", ready, methods=["GET"])
@@ -138,4 +132,37 @@ def create_app(
             500, f"internal error: {exc.__class__.__name__}", code="internal_error"
         ).response()
 
-    return app
+    return CompletionRoutes(app, proxy)
+
+
+class CompletionRoutes:
+    """Serves POST /v1/chat/completions and /v1/completions without the router
+    and middleware (which cost about as much as the forwarding itself, measured
+    with py-spy under load); passes every other request, and lifespan, to `app`."""
+
+    _ENDPOINTS = {
+        "/v1/chat/completions": "chat/completions",
+        "/v1/completions": "completions",
+    }
+
+    def __init__(self, app: ASGIApp, proxy: Proxy) -> None:
+        self.app = app
+        self._proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self._ENDPOINTS.get(scope.get("path", ""))
+        if endpoint is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            error = ApiError(405, f"{scope['path']} takes POST, not {scope['method']}")
+            await error.response()(scope, receive, send)
+            return
+        try:
+            response = await self._proxy.forward(Request(scope, receive), endpoint)
+        except Exception as exc:
+            logger.exception("unhandled error on POST %s", scope["path"])
+            response = ApiError(
+                500, f"internal error: {exc.__class__.__name__}", code="internal_error"
+            ).response()
+        await response(scope, receive, send)

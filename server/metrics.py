@@ -8,6 +8,8 @@ labelled "none".
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,6 +28,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[str, ...], _Children] = {}
         r = self.registry
         self.requests = Counter(
             "tokenmill_requests", "Completion requests", _LABELS, registry=r
@@ -83,22 +86,31 @@ class GatewayMetrics:
     def observe(self, record: RequestRecord) -> None:
         labels = (record.model, record.key_name or "none", record.tag or "none",
                   record.status)  # fmt: skip
-        self.requests.labels(*labels).inc()
-        self.prompt_tokens.labels(*labels).inc(record.num_prompt_tokens or 0)
-        self.cached_tokens.labels(*labels).inc(record.num_cached_tokens or 0)
-        self.completion_tokens.labels(*labels).inc(record.num_completion_tokens or 0)
+        children = self._children.get(labels)
+        if children is None:
+            # labels() takes a lock and hashes every call: resolve once per label set.
+            children = self._children[labels] = _Children(
+                self.requests.labels(*labels),
+                self.prompt_tokens.labels(*labels),
+                self.cached_tokens.labels(*labels),
+                self.completion_tokens.labels(*labels),
+                self.cost_usd.labels(*labels),
+                self.api_equivalent_cost_usd.labels(*labels),
+                self.ttft_s.labels(record.model),
+                self.duration_s.labels(record.model, record.status),
+            )
+        children.requests.inc()
+        children.prompt_tokens.inc(record.num_prompt_tokens or 0)
+        children.cached_tokens.inc(record.num_cached_tokens or 0)
+        children.completion_tokens.inc(record.num_completion_tokens or 0)
         if record.list_cost_usd is not None:
-            self.cost_usd.labels(*labels).inc(record.list_cost_usd)
+            children.cost_usd.inc(record.list_cost_usd)
         if record.api_equivalent_cost_usd is not None:
-            self.api_equivalent_cost_usd.labels(*labels).inc(
-                record.api_equivalent_cost_usd
-            )
+            children.api_equivalent_cost_usd.inc(record.api_equivalent_cost_usd)
         if record.ttft_s is not None:
-            self.ttft_s.labels(record.model).observe(record.ttft_s)
+            children.ttft_s.observe(record.ttft_s)
         if record.duration_s is not None:
-            self.duration_s.labels(record.model, record.status).observe(
-                record.duration_s
-            )
+            children.duration_s.observe(record.duration_s)
 
     def observe_devices(self, samples: list[DeviceSample]) -> None:
         for sample in samples:
@@ -116,6 +128,17 @@ class GatewayMetrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text format and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Children(NamedTuple):
+    requests: Counter
+    prompt_tokens: Counter
+    cached_tokens: Counter
+    completion_tokens: Counter
+    cost_usd: Counter
+    api_equivalent_cost_usd: Counter
+    ttft_s: Histogram
+    duration_s: Histogram
 
 
 def _ratio(percent: float | None) -> float | None:

@@ -9,7 +9,6 @@ client received whole is on record.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections import deque
@@ -66,7 +65,9 @@ class RequestRecord:
             self.num_cached_tokens = int(cached)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Every field is a scalar, so a shallow copy is the whole record, and far
+        # cheaper per request than dataclasses.asdict's deep copy.
+        return dict(vars(self))
 
 
 class RequestSink(Protocol):

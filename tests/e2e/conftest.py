@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -54,11 +53,6 @@ class Gateway:
         finally:
             engine.dispose()
 
-    def records(self) -> dict[str, dict]:
-        """The gateway's request log, by request id."""
-        lines = (self.home / "logs" / "requests.jsonl").read_bytes().splitlines()
-        return {r["request_id"]: r for r in map(orjson.loads, lines)}
-
     def engine_pids(self) -> list[int]:
         """The gateway's engine processes (and their engine-core children)."""
         output = subprocess.run(
@@ -90,7 +84,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     port = free_port()
     log_path = workdir / "gateway.log"
     (HOME / "logs").mkdir(parents=True, exist_ok=True)
-    (HOME / "logs" / "requests.jsonl").unlink(missing_ok=True)
     # A fresh ledger per session; the prepared model stays in the shared home.
     ledger_url = f"sqlite:///{workdir / 'ledger.sqlite3'}"
     command = [sys.executable, "-m", "server.cli", "serve", "--config", str(config),

@@ -25,7 +25,7 @@ def client(gateway: Gateway) -> openai.OpenAI:
 
 
 def _record(gateway: Gateway, request_id: str) -> dict:
-    return gateway.records()[request_id]
+    return gateway.ledger_rows()[request_id]
 
 
 def test_models_lists_the_default_model_and_its_alias(client: openai.OpenAI) -> None:
@@ -81,7 +81,7 @@ def test_stream_without_usage_is_metered_all_the_same(
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert "Paris" in text
     record = _record(gateway, request_id)
-    assert record["is_stream"] is True
+    assert record["is_stream"]
     assert record["num_completion_tokens"] == len(chunks) - 1  # the role-only chunk
     assert record["num_prompt_tokens"] > 0
     assert 0 < record["ttft_s"] <= record["duration_s"]
@@ -130,7 +130,7 @@ def test_aborted_stream_is_recorded_with_the_tokens_so_far(
             next(stream)
 
     deadline = time.monotonic() + 10
-    while request_id not in gateway.records() and time.monotonic() < deadline:
+    while request_id not in gateway.ledger_rows() and time.monotonic() < deadline:
         time.sleep(0.1)
     record = _record(gateway, request_id)
     assert record["status"] == "aborted"
