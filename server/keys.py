@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from server.ledger import api_keys, open_engine
+from server.ledger_schema import api_keys, open_engine
 
 logger = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ class Settings(BaseModel):
     @property
     def ledger(self) -> str:
         """The ledger's database URL."""
-        from server.ledger import default_url
+        from server.ledger_schema import default_url
 
         return self.ledger_url or default_url(self.home)
 

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from server.keys import KEY_PREFIX, KeyInfo, KeyStore, KeyStoreError
-from server.ledger import api_keys, open_engine
+from server.ledger_schema import api_keys, open_engine
 
 pytest_plugins = ["tests.server.conftest_postgres"]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from server.ledger import Ledger, LedgerError, open_engine, requests, schema_version
+from server.ledger import Ledger
+from server.ledger_schema import LedgerError, open_engine, requests, schema_version
 from server.records import RequestRecord
 
 pytest_plugins = ["tests.server.conftest_postgres"]
