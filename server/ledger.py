@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import queue
 import threading
 import time
@@ -34,6 +35,7 @@ from server.records import RequestRecord
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_JOBS = 1000
+LINGER_S = 0.005
 MAX_FEEDBACK_CHARS = 64
 _ROW_ERRORS = (sa.exc.IntegrityError, sa.exc.DataError)
 
@@ -44,7 +46,7 @@ class _Job:
 
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    row: dict[str, Any] | None = None
+    row: tuple[Any, ...] | None = None
     op: Callable[[Connection], Any] | None = None
 
 
@@ -60,7 +62,12 @@ class Ledger:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closing = threading.Lock()
         self._is_closed = False
-        self._insert_sql, self._insert_columns = _insert_statement(engine)
+        self._insert_sql, columns = _insert_statement(engine)
+        self._record_values = operator.attrgetter(*columns[:-1])
+        self._last_batch_size = 0
+        # The writer thread's own connection: checking one out of the pool (and
+        # resetting it on return) per batch cost more than the rows themselves.
+        self._connection: Connection | None = None
         self._writer = threading.Thread(
             target=self._write_loop, name="ledger-writer", daemon=True
         )
@@ -72,9 +79,7 @@ class Ledger:
 
     async def submit(self, record: RequestRecord) -> None:
         """Write `record`; returns once it is committed, raises if that failed."""
-        row = record.to_dict()
-        row["finished_at"] = time.time()
-        await self._enqueue(row=row)
+        await self._enqueue(row=(*self._record_values(record), time.time()))
 
     async def record_uptime(self, model: str, started_at: float, now: float) -> None:
         """Extend (or start) the interval in which `model`'s engine was ready."""
@@ -168,7 +173,7 @@ class Ledger:
 
     async def _enqueue(
         self,
-        row: dict[str, Any] | None = None,
+        row: tuple[Any, ...] | None = None,
         op: Callable[[Connection], Any] | None = None,
     ) -> Any:
         loop = asyncio.get_running_loop()
@@ -186,6 +191,8 @@ class Ledger:
             while (batch := self._take_batch()) is not None:
                 self._write(batch)
         finally:
+            if self._connection is not None:
+                self._connection.close()
             # Only reached on close (or a bug): nobody may be left waiting.
             while True:
                 try:
@@ -199,6 +206,10 @@ class Ledger:
         first = self._queue.get()
         if first is None:
             return None
+        if self._last_batch_size > 1:
+            # Under load, a moment's wait gathers more rows into one commit (each
+            # commit costs as much as several rows); an idle gateway never waits.
+            time.sleep(LINGER_S)
         batch = [first]
         while len(batch) < self.max_batch_jobs:
             try:
@@ -209,6 +220,7 @@ class Ledger:
                 self._queue.put(None)  # stop after writing this batch
                 break
             batch.append(job)
+        self._last_batch_size = len(batch)
         return batch
 
     def _write(self, batch: list[_Job]) -> None:
@@ -227,6 +239,10 @@ class Ledger:
                 for job in batch:
                     self._write([job])
                 return
+            if not is_row_error and self._connection is not None:
+                # Start the next batch on a fresh connection.
+                self._connection.close()
+                self._connection = None
             hint = (
                 "the database refused this row"
                 if is_row_error
@@ -244,11 +260,11 @@ class Ledger:
         _settle_all(batch, results)
 
     def _commit(self, batch: list[_Job]) -> list[Any]:
-        columns = self._insert_columns
-        rows = [
-            tuple(job.row[c] for c in columns) for job in batch if job.row is not None
-        ]
-        with self.engine.begin() as conn:
+        rows = [job.row for job in batch if job.row is not None]
+        if self._connection is None or self._connection.invalidated:
+            self._connection = self.engine.connect()
+        conn = self._connection
+        with conn.begin():
             # Rows first, so feedback queued behind its request finds it. The
             # driver-level executemany skips SQLAlchemy's per-row processing, which
             # was the writer's main cost at thousands of rows a second.
@@ -262,8 +278,12 @@ class Ledger:
 
 def _insert_statement(engine: Engine) -> tuple[str, list[str]]:
     """A plain INSERT of one request row in the driver's own parameter style."""
-    columns = [c.name for c in requests.c if c.name not in ("id", "feedback",
-                                                           "feedback_at")]  # fmt: skip
+    # The record's fields in table order, then the time the ledger got the row.
+    columns = [
+        c.name
+        for c in requests.c
+        if c.name not in ("id", "feedback", "feedback_at", "finished_at")
+    ] + ["finished_at"]
     quote = engine.dialect.identifier_preparer.quote
     marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     sql = (

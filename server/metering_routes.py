@@ -99,6 +99,8 @@ def add_metering_routes(
         await auth.require_admin(request)
         if sampler is not None:
             meter.metrics.observe_devices(sampler.latest())
+        if ledger is not None:
+            meter.metrics.observe_ledger(ledger.num_commits, ledger.num_rows_written)
         body, content_type = meter.metrics.exposition()
         return Response(body, media_type=content_type)
 

@@ -61,6 +61,13 @@ class GatewayMetrics:
             "tokenmill_request_duration_seconds", "Request duration at the gateway",
             ("model", "status"), buckets=_LATENCY_BUCKETS_S, registry=r,
         )  # fmt: skip
+        # Rows per commit shows how well group commit batches under load.
+        self.ledger_commits = Gauge(
+            "tokenmill_ledger_commits", "Ledger transactions since start", registry=r
+        )
+        self.ledger_rows = Gauge(
+            "tokenmill_ledger_rows", "Request rows written since start", registry=r
+        )
         device_labels = ("device", "index", "name")
         self.utilization = Gauge(
             "tokenmill_device_utilization_ratio", "GPU or CPU busy share (0-1)",
@@ -111,6 +118,10 @@ class GatewayMetrics:
             children.ttft_s.observe(record.ttft_s)
         if record.duration_s is not None:
             children.duration_s.observe(record.duration_s)
+
+    def observe_ledger(self, num_commits: int, num_rows: int) -> None:
+        self.ledger_commits.set(num_commits)
+        self.ledger_rows.set(num_rows)
 
     def observe_devices(self, samples: list[DeviceSample]) -> None:
         for sample in samples:
