@@ -14,6 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from server import default_model
+from server.breakeven import (
+    add_arguments as add_breakeven_arguments,
+)
+from server.breakeven import (
+    add_whatif_arguments,
+    cmd_report_breakeven,
+    cmd_report_whatif,
+)
 from server.config import ConfigError, ModelsFile, load_models_file
 from server.settings import Settings
 from server.sources import prepare_sources, resolve_source
@@ -282,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--until", default=None, help="same forms; default now")
     usage.add_argument("--format", choices=("table", "csv", "json"), default="table")
     usage.set_defaults(run=cmd_report_usage)
+
+    breakeven = reports.add_parser(
+        "breakeven", help="self-hosting against an API bill: break-even, payback"
+    )
+    _add_settings_options(breakeven)
+    add_breakeven_arguments(breakeven)
+    breakeven.set_defaults(run=cmd_report_breakeven)
+    whatif = reports.add_parser("whatif", help="what each cost lever would save")
+    _add_settings_options(whatif)
+    add_whatif_arguments(whatif)
+    whatif.set_defaults(run=cmd_report_whatif)
     return parser
 
 

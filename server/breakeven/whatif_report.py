@@ -1,0 +1,104 @@
+"""What the what-if report says, as a document and as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.breakeven.document import Bullets, Document, Heading, Paragraph, Table
+from server.breakeven.formatting import tokens, usd
+from server.breakeven.whatif import Outcome, WhatIf
+
+
+def whatif_document(result: WhatIf, title: str) -> Document:
+    document = Document(title)
+    has_self = result.baseline.self_hosted_monthly_usd is not None
+    base = result.baseline
+    document.add(
+        Paragraph(
+            f"Today: {usd(base.api_monthly_usd)}/month on the API at list prices"
+            + (
+                f", {usd(base.self_hosted_monthly_usd)}/month self-hosted"
+                if has_self
+                else ""
+            )
+            + (
+                f" (break-even at {tokens(base.break_even_monthly_tokens)} tokens a "
+                "month)"
+                if base.break_even_monthly_tokens
+                else ""
+            )
+            + ". The levers are listed in the order a careful team pulls them: "
+            "first those that leave every answer as it is, last those that change "
+            "the model.",
+            is_lead=True,
+        ),
+        Heading("Each lever alone"),
+        _outcome_table(result.alone, base, has_self, cumulative=False),
+        Heading("Pulled one after another"),
+        _outcome_table(result.combined, base, has_self, cumulative=True),
+    )
+    if result.notes:
+        document.add(Heading("Notes"), Bullets(result.notes))
+    return document
+
+
+def whatif_json(result: WhatIf) -> dict[str, Any]:
+    def outcome(o: Outcome) -> dict[str, Any]:
+        return {
+            "lever": o.lever,
+            "setting": o.setting,
+            "api_monthly_usd": o.api_monthly_usd,
+            "self_hosted_monthly_usd": o.self_hosted_monthly_usd,
+            "num_gpus": o.num_gpus,
+            "break_even_monthly_tokens": o.break_even_monthly_tokens,
+        }
+
+    return {
+        "baseline": outcome(result.baseline),
+        "alone": [outcome(o) for o in result.alone],
+        "combined": [outcome(o) for o in result.combined],
+        "notes": result.notes,
+    }
+
+
+def _outcome_table(
+    outcomes: list[Outcome], base: Outcome, has_self: bool, *, cumulative: bool
+) -> Table:
+    headers = ["lever", "setting", "API $/month", "API saving"]
+    if has_self:
+        headers += ["self-hosted $/month", "self-hosted saving", "GPUs", "break-even"]
+    rows = []
+    for outcome in outcomes:
+        row = [
+            outcome.lever,
+            outcome.setting,
+            usd(outcome.api_monthly_usd),
+            _saving(base.api_monthly_usd, outcome.api_monthly_usd),
+        ]
+        if has_self:
+            row += [
+                usd(outcome.self_hosted_monthly_usd),
+                _saving(base.self_hosted_monthly_usd, outcome.self_hosted_monthly_usd),
+                "-" if outcome.num_gpus is None else str(outcome.num_gpus),
+                tokens(outcome.break_even_monthly_tokens),
+            ]
+        rows.append(row)
+    caption = (
+        "Savings against today, each step on top of the ones above."
+        if cumulative
+        else "- the lever does not change that side."
+    )
+    if has_self:
+        caption += (
+            " Break-even is in tokens of the traffic after the levers, whose mix "
+            "of prompt and output tokens they change."
+        )
+    return Table(headers, rows, caption=caption, first_numeric_column=2)
+
+
+def _saving(before: float | None, after: float | None) -> str:
+    if before is None or after is None:
+        return "-"
+    saved = before - after
+    percent = f" ({saved / before:.0%})" if before else ""
+    return usd(saved, signed=True) + percent
