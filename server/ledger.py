@@ -35,7 +35,6 @@ from server.records import RequestRecord
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_JOBS = 1000
-LINGER_S = 0.005
 MAX_FEEDBACK_CHARS = 64
 _ROW_ERRORS = (sa.exc.IntegrityError, sa.exc.DataError)
 
@@ -64,7 +63,6 @@ class Ledger:
         self._is_closed = False
         self._insert_sql, columns = _insert_statement(engine)
         self._record_values = operator.attrgetter(*columns[:-1])
-        self._last_batch_size = 0
         # The writer thread's own connection: checking one out of the pool (and
         # resetting it on return) per batch cost more than the rows themselves.
         self._connection: Connection | None = None
@@ -206,10 +204,6 @@ class Ledger:
         first = self._queue.get()
         if first is None:
             return None
-        if self._last_batch_size > 1:
-            # Under load, a moment's wait gathers more rows into one commit (each
-            # commit costs as much as several rows); an idle gateway never waits.
-            time.sleep(LINGER_S)
         batch = [first]
         while len(batch) < self.max_batch_jobs:
             try:
@@ -220,7 +214,6 @@ class Ledger:
                 self._queue.put(None)  # stop after writing this batch
                 break
             batch.append(job)
-        self._last_batch_size = len(batch)
         return batch
 
     def _write(self, batch: list[_Job]) -> None:
