@@ -97,11 +97,9 @@ _ID_PREFIX = secrets.token_hex(8)
 _id_counter = itertools.count(1)
 
 
-def request_id_for(request: Request) -> str:
-    """The client's `x-request-id` when it is a sane token, else a new one."""
-    given = request.headers.get("x-request-id")
-    if given and len(given) <= 128 and given.isprintable() and " " not in given:
-        return given
+def new_request_id() -> str:
+    """A new request id. A client's own `x-request-id` is not reused: the ledger
+    needs ids unique across clients, and a client's retry would collide."""
     return f"{_ID_PREFIX}{next(_id_counter):08x}"
 
 
@@ -117,7 +115,7 @@ class Proxy:
 
     async def forward(self, request: Request, endpoint: str) -> Response:
         started = time.perf_counter()
-        request_id = request_id_for(request)
+        request_id = new_request_id()
         try:
             key = await self._identify(request) if self._identify else None
             parsed = parse_body(await request.body())
