@@ -139,6 +139,8 @@ class StreamRelay(Response):
         data = line[5:].strip()
         if data == b"[DONE]":
             return None
+        if self._record.ttft_s is not None and (event := self._token_chunk(data)):
+            return event
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -146,6 +148,32 @@ class StreamRelay(Response):
         if not isinstance(chunk, dict):
             return b"data: " + data + b"\n\n"
         return self._on_chunk(chunk, data)
+
+    def _token_chunk(self, data: bytes) -> bytes | None:
+        """The fast path for the many mid-stream token chunks, or None to parse.
+
+        Parsing and re-serializing every chunk was most of the relay's cost per
+        token. vLLM writes a token chunk as `{…,"choices":[…],"usage":{…}}`: only
+        the running usage is needed, and it is the last key. Anything else — a
+        finish, an error, the usage-only chunk, another server's layout — does not
+        match exactly and takes the full parse.
+        """
+        num_choices = data.count(b'"finish_reason":')
+        if not num_choices or data.count(b'"finish_reason":null') != num_choices:
+            return None
+        start = data.rfind(b',"usage":{')
+        if start < 0 or not data.endswith(b"}}"):
+            return None
+        try:
+            usage = orjson.loads(data[start + 9 : -1])
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(usage, dict):
+            return None
+        self._record.apply_usage(usage)
+        if self._strips_usage:
+            data = data[:start] + b"}"
+        return b"data: " + data + b"\n\n"
 
     def _on_chunk(self, chunk: dict[str, Any], data: bytes) -> bytes | None:
         record = self._record

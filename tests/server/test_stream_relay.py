@@ -1,0 +1,92 @@
+"""The relay's handling of single SSE lines: usage, finish and the fast path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from server.records import RecentRequests, RequestRecord
+from server.stream_relay import StreamRelay
+
+
+def _relay(wants_usage: bool = False, ttft_seen: bool = True) -> StreamRelay:
+    record = RequestRecord("r1", "m", "chat/completions", is_stream=True)
+    if ttft_seen:
+        record.ttft_s = 0.1
+    return StreamRelay(
+        None,  # type: ignore[arg-type]  # lines are fed by hand
+        record,
+        RecentRequests(),
+        started=0.0,
+        wants_usage=wants_usage,
+        wants_continuous_usage=False,
+    )
+
+
+def _event(relay: StreamRelay, chunk: bytes) -> dict[str, Any]:
+    event = relay._on_line(b"data: " + chunk + b"\n")
+    assert event is not None
+    assert event.startswith(b"data: ")
+    assert event.endswith(b"\n\n")
+    return dict(orjson.loads(event[6:]))
+
+
+USAGE = b'"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}'
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        # vLLM's layout: the fast path.
+        b'{"id":"c","choices":[{"index":0,"delta":{"content":"x"},'
+        b'"finish_reason":null}],' + USAGE + b"}",
+        # Usage not last: the full parse.
+        b'{"id":"c","choices":[{"index":0,"delta":{"content":"x"},'
+        b'"finish_reason":null}],' + USAGE + b',"system_fingerprint":"f"}',
+        # Spaces after colons (another server): the full parse.
+        b'{"id": "c", "choices": [{"index": 0, "delta": {"content": "x"}, '
+        b'"finish_reason": null}], "usage": {"prompt_tokens": 5, '
+        b'"completion_tokens": 3, "total_tokens": 8}}',
+    ],
+)
+def test_token_chunks_are_metered_and_stripped(chunk: bytes) -> None:
+    relay = _relay()
+
+    sent = _event(relay, chunk)
+
+    assert "usage" not in sent
+    assert sent["choices"][0]["delta"] == {"content": "x"}
+    assert relay._record.num_prompt_tokens == 5
+    assert relay._record.num_completion_tokens == 3
+
+
+def test_a_finished_choice_beside_an_open_one_is_seen() -> None:
+    relay = _relay()
+    chunk = (
+        b'{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"},'
+        b'{"index":1,"delta":{"content":"y"},"finish_reason":null}],' + USAGE + b"}"
+    )
+
+    _event(relay, chunk)
+
+    assert relay._record.finish_reason == "stop"
+
+
+def test_error_chunks_are_recorded() -> None:
+    relay = _relay()
+    chunk = b'{"error":{"message":"boom","type":"x","code":500}}'
+
+    assert _event(relay, chunk)["error"]["message"] == "boom"
+    assert relay._record.status == "error"
+    assert relay._record.error_message == "boom"
+
+
+def test_the_usage_only_chunk_is_held_back() -> None:
+    relay = _relay(wants_usage=True)
+    chunk = b'{"id":"c","choices":[],' + USAGE + b',"system_fingerprint":"f"}'
+
+    assert relay._on_line(b"data: " + chunk + b"\n") is None
+    assert relay._usage_chunk is not None
+    assert relay._usage_chunk["usage"]["total_tokens"] == 8
