@@ -74,6 +74,11 @@ class RequestResult:
     num_chunks: int = 0
     itl_s: list[float] = field(default_factory=list)
     error: str | None = None
+    # "http_429", "timeout", "connection", "invalid_response", "incomplete_stream"
+    error_kind: str | None = None
+    # From `usage`, when the server sends it; None otherwise.
+    num_prompt_tokens: int | None = None
+    num_cached_tokens: int | None = None
 
 
 @dataclass
@@ -159,6 +164,10 @@ class LoadGenerator:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._session.close()
 
+    def sender(self, workload: Workload) -> RequestSender:
+        """A sender of `workload`'s requests (or other bodies) on this session."""
+        return RequestSender(self._session, workload)
+
     async def run(
         self,
         workload: Workload,
@@ -176,7 +185,7 @@ class LoadGenerator:
         """
         if (num_requests is None) == (duration_s is None):
             raise ValueError("give exactly one of num_requests and duration_s")
-        sender = _Sender(self._session, workload)
+        sender = RequestSender(self._session, workload)
         if num_warmup:
             await sender.run(concurrency, num_warmup, None)
         if on_start is not None:
@@ -202,7 +211,9 @@ async def run_load(
         )
 
 
-class _Sender:
+class RequestSender:
+    """Sends requests to `workload`'s URL with its headers and measures each."""
+
     def __init__(self, session: aiohttp.ClientSession, workload: Workload) -> None:
         self._session = session
         self._workload = workload
@@ -231,25 +242,31 @@ class _Sender:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return results
 
-    async def send(self) -> RequestResult:
+    async def send(self, body: bytes | None = None) -> RequestResult:
+        """Send `body` (by default the workload's own) and measure the response."""
         result = RequestResult()
         started = time.perf_counter()
         try:
             async with self._session.post(
-                self._workload.url, data=self._body, headers=self._headers
+                self._workload.url,
+                data=self._body if body is None else body,
+                headers=self._headers,
             ) as response:
                 if response.status != 200:
                     text = (await response.read())[:200].decode(errors="replace")
                     result.error = f"HTTP {response.status}: {text}"
+                    result.error_kind = f"http_{response.status}"
                 elif self._workload.is_stream:
                     await self._read_stream(response, result, started)
                 else:
                     data = orjson.loads(await response.read())
                     usage = data.get("usage") or {}
                     result.num_output_tokens = int(usage.get("completion_tokens", 0))
+                    _read_prompt_usage(usage, result)
                     result.is_ok = True
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
+            result.error_kind = _error_kind(exc)
         result.latency_s = time.perf_counter() - started
         return result
 
@@ -276,6 +293,7 @@ class _Sender:
                 chunk = orjson.loads(payload)
                 if usage := chunk.get("usage"):
                     num_usage_tokens = usage.get("completion_tokens")
+                    _read_prompt_usage(usage, result)
                 choices = chunk.get("choices")
                 if not choices or not _text_of(choices[0], self._text_key):
                     continue
@@ -291,6 +309,24 @@ class _Sender:
         result.is_ok = is_done
         if not is_done:
             result.error = "stream ended without [DONE]"
+            result.error_kind = "incomplete_stream"
+
+
+def _read_prompt_usage(usage: dict[str, Any], result: RequestResult) -> None:
+    if (num_prompt := usage.get("prompt_tokens")) is not None:
+        result.num_prompt_tokens = int(num_prompt)
+    details = usage.get("prompt_tokens_details") or {}
+    if (num_cached := details.get("cached_tokens")) is not None:
+        result.num_cached_tokens = int(num_cached)
+
+
+def _error_kind(exc: Exception) -> str:
+    # aiohttp's timeouts are ClientErrors too, so timeouts are checked first.
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientPayloadError | ValueError):
+        return "invalid_response"
+    return "connection"
 
 
 def _text_of(choice: dict[str, Any], key: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import urllib.error
@@ -23,6 +24,8 @@ from server.breakeven import (
     cmd_report_whatif,
 )
 from server.config import ConfigError, ModelsFile, load_models_file
+from server.keys import KeyStoreError
+from server.ledger_schema import LedgerError
 from server.settings import Settings
 from server.sources import prepare_sources, resolve_source
 
@@ -250,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-hosted LLM inference that knows what every token costs.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    # Listed for --help; main() hands them to their own module before parsing.
+    commands.add_parser("bench", help="benchmarks (see `tokenmill bench --help`)")
+    commands.add_parser("quantize", help="quantize a model behind a quality gate")
 
     serve = commands.add_parser("serve", help="serve models.yaml's models")
     _add_settings_options(serve)
@@ -304,11 +310,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands whose code lives outside server/ (which never imports it): they run
+# as their own module with the rest of the command line.
+_DELEGATED = {"bench": "bench", "quantize": "quantize"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _DELEGATED:
+        command = [sys.executable, "-m", _DELEGATED[argv[0]], *argv[1:]]
+        os.execv(sys.executable, command)
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (ConfigError, default_model.ModelPreparationError) as exc:
+    except (
+        ConfigError,
+        default_model.ModelPreparationError,
+        KeyStoreError,
+        LedgerError,
+    ) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     except KeyboardInterrupt:
