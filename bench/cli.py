@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
-    console = Console()
+    # Piped output (CI logs, files) gets room for the wide tables.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         if args.command == "run":
             return _run(args, console)

@@ -5,8 +5,10 @@ Three sources, by hand or from a file:
 - `--prompt-tokens-per-s P --output-tokens-per-s O`: the two rates apart, as a
   calibration has them; a request then costs prompt/P + output/O GPU-seconds.
 - `--capacity-file FILE`: a vLLM benchmark result (`vllm bench serve
-  --save-result`; `--append-result` JSON Lines or a JSON list hold a sweep), or a
-  tokenmill calibration (`$TOKENMILL_HOME/calibrations/MODEL.json`).
+  --save-result`; `--append-result` JSON Lines or a JSON list hold a sweep), a
+  `tokenmill bench run --result-json` result (its `points` are the sweep, under
+  the same key names), or a tokenmill calibration
+  (`$TOKENMILL_HOME/calibrations/MODEL.json`).
 
 Keys read from a vLLM result (vllm 0.32, `vllm/benchmarks/serve.py`):
 `total_token_throughput` (prompt + output tokens/s, required), `output_throughput`,
@@ -140,6 +142,9 @@ def _parse_runs(path: Path, text: str) -> list[dict[str, Any]]:
                 f"{path}: not JSON or JSON Lines ({exc.msg}, line {exc.lineno}); "
                 "pass the file `vllm bench serve --save-result` wrote"
             ) from None
+    if isinstance(document, dict) and isinstance(document.get("points"), list):
+        # `tokenmill bench run` writes a sweep as points with vLLM's key names.
+        document = document["points"]
     runs = document if isinstance(document, list) else [document]
     if not runs or not all(isinstance(run, dict) for run in runs):
         raise BreakEvenError(f"{path}: expected a JSON object per benchmark run")

@@ -124,3 +124,20 @@ def test_a_mix_far_from_the_measurement_is_flagged() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(BreakEvenError, match="above 0"):
         Capacity.blended(0, "test")
+
+
+def test_a_tokenmill_bench_result_is_read_by_its_points(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    points = [
+        {"total_token_throughput": 300.0, "output_throughput": 50.0,
+         "max_concurrency": 4},
+        {"total_token_throughput": 468.0, "output_throughput": 85.6,
+         "max_concurrency": 16},
+    ]  # fmt: skip
+    path.write_text(json.dumps({"kind": "run", "points": points}))
+
+    capacity = from_file(path)
+
+    # A blended rate: the fastest point's prompt + output tokens per second.
+    assert capacity.prompt_tokens_per_s == pytest.approx(468.0)
+    assert "468" in capacity.source
