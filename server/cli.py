@@ -118,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "tokenmill: metering is off; requests are only logged to "
             f"{request_log.path}"
         )
-        app = create_app(engines, request_log)
+        app = create_app(engines, request_log, auth=Authenticator(keys))
     console.print(
         f"tokenmill: serving {', '.join(m.name for m in models.models)} on "
         f"http://{settings.host}:{settings.port}/v1 (engines start in the "
