@@ -152,6 +152,30 @@ class Bill:
                 "--months with the length of its period"
             )
 
+    @classmethod
+    def spanning(
+        cls,
+        source: str,
+        format: str,
+        lines: list[UsageLine],
+        start: datetime,
+        end: datetime,
+        notes: list[str],
+        measured_success_rate: float | None = None,
+    ) -> Bill:
+        """A bill whose months and peak-to-average come from its time buckets."""
+        return cls(
+            source=source,
+            format=format,
+            lines=lines,
+            num_months=months_between(start, end),
+            start=start,
+            end=end,
+            notes=notes,
+            measured_peak_to_average=peak_to_average(lines),
+            measured_success_rate=measured_success_rate,
+        )
+
     def with_lines(self, lines: list[UsageLine]) -> Bill:
         return dataclasses.replace(self, lines=lines, notes=list(self.notes))
 

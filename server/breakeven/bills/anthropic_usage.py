@@ -32,7 +32,7 @@ from typing import Any
 
 from server.breakeven.bills.fields import Row, read_csv, read_json
 from server.breakeven.errors import BillError
-from server.breakeven.usage import Bill, UsageLine, months_between, peak_to_average
+from server.breakeven.usage import Bill, UsageLine
 
 FORMAT_API = "anthropic-usage-report"
 FORMAT_EXPORT = "anthropic-console-export"
@@ -210,13 +210,4 @@ def _bill(
     if not starts:
         raise BillError(f"{path}: no time buckets; is this a usage report?")
     start, end = min(starts), max(ends)
-    return Bill(
-        source=str(path),
-        format=format_name,
-        lines=lines,
-        num_months=months_between(start, end),
-        start=start,
-        end=end,
-        notes=notes,
-        measured_peak_to_average=peak_to_average(lines),
-    )
+    return Bill.spanning(str(path), format_name, lines, start, end, notes)

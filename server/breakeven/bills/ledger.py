@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from server.breakeven.errors import BillError
-from server.breakeven.usage import Bill, UsageLine, months_between, peak_to_average
+from server.breakeven.usage import Bill, UsageLine
 
 FORMAT = "tokenmill-ledger"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -74,16 +74,8 @@ def read(url: str, start_s: float | None = None, end_s: float | None = None) -> 
     ]
     success_rate, basis = _success_rate(rows)
     notes.append(f"success rate {success_rate:.1%} ({basis})")
-    return Bill(
-        source=source,
-        format=FORMAT,
-        lines=lines,
-        num_months=months_between(start, end),
-        start=start,
-        end=end,
-        notes=notes,
-        measured_peak_to_average=peak_to_average(lines),
-        measured_success_rate=success_rate,
+    return Bill.spanning(
+        source, FORMAT, lines, start, end, notes, measured_success_rate=success_rate
     )
 
 

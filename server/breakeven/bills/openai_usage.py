@@ -31,7 +31,7 @@ from typing import Any
 
 from server.breakeven.bills.fields import Row, read_csv, read_json
 from server.breakeven.errors import BillError
-from server.breakeven.usage import Bill, UsageLine, months_between, peak_to_average
+from server.breakeven.usage import Bill, UsageLine
 
 FORMAT_API = "openai-usage-api"
 FORMAT_EXPORT = "openai-usage-export"
@@ -133,16 +133,7 @@ def _bill(
     if num_empty and format_name == FORMAT_EXPORT:
         notes.append(f"{num_empty} rows without usage (empty time buckets) skipped")
     start, end = min(starts), max(ends)
-    return Bill(
-        source=str(path),
-        format=format_name,
-        lines=lines,
-        num_months=months_between(start, end),
-        start=start,
-        end=end,
-        notes=notes,
-        measured_peak_to_average=peak_to_average(lines),
-    )
+    return Bill.spanning(str(path), format_name, lines, start, end, notes)
 
 
 def _with_usage(results: list[Row]) -> Iterator[Row | None]:
