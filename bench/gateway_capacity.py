@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import statistics
 import sys
 import tempfile
@@ -51,6 +50,8 @@ from bench.services import (
     Service,
     ServiceError,
     own_cpu_s,
+    run_benchmark,
+    start_benchmark,
     start_gateway,
     start_litellm,
     start_mock,
@@ -316,12 +317,7 @@ def main() -> None:
             f"--rounds {args.rounds}, --concurrency {args.concurrency} and "
             f"--seconds {args.seconds:g} must all be positive"
         )
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    if not console.is_terminal:
-        # A pipe gets 80 columns, too few for the table's numbers.
-        console.width = 120
-    # A SIGTERM must unwind like Ctrl-C does, so that every started process ends.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    start_benchmark(console, args.log_level)
     api_key = secrets.token_urlsafe(16)
     with (
         tempfile.TemporaryDirectory(prefix="tokenmill-capacity-") as tmp,
@@ -339,8 +335,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        console.print("gateway_capacity: interrupted; what it started is stopped")
-        sys.exit(130)
+    run_benchmark("gateway_capacity", main, console)

@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import statistics
 import sys
 import tempfile
@@ -59,6 +58,8 @@ from bench.services import (
     CpuClock,
     Service,
     ServiceError,
+    run_benchmark,
+    start_benchmark,
     start_gateway,
     start_vllm_engine,
 )
@@ -418,12 +419,7 @@ def main() -> None:
             parser.error(
                 f"--{name.replace('_', '-')} is {getattr(args, name)}; use 1 or more"
             )
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    if not console.is_terminal:
-        # A pipe gets 80 columns, too few for the table's numbers.
-        console.width = 120
-    # A SIGTERM must unwind like Ctrl-C does, so that every started process ends.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    start_benchmark(console, args.log_level)
     api_key = secrets.token_urlsafe(24)
     with (
         tempfile.TemporaryDirectory(prefix="tokenmill-overhead-") as tmp,
@@ -459,8 +455,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        console.print("gateway_overhead: interrupted; what it started is stopped")
-        sys.exit(130)
+    run_benchmark("gateway_overhead", main, console)

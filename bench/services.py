@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from rich.console import Console
 
 logger = logging.getLogger(__name__)
 
@@ -294,3 +295,22 @@ def start_litellm(
     url = f"http://127.0.0.1:{port}"
     litellm.wait_ready(url + "/health/liveliness", timeout_s=120)
     return litellm, url
+
+
+def start_benchmark(console: Console, log_level: str) -> None:
+    """Entry-point set-up shared by the gateway benchmarks."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr)
+    if not console.is_terminal:
+        # A pipe gets 80 columns, too few for the table's numbers.
+        console.width = 120
+    # A SIGTERM must unwind like Ctrl-C does, so that every started process ends.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def run_benchmark(name: str, main: Callable[[], None], console: Console) -> None:
+    """Run a benchmark's `main`; an interrupt ends it with what it started."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        console.print(f"{name}: interrupted; what it started is stopped")
+        sys.exit(130)

@@ -105,10 +105,6 @@ class Engines:
             )
         return upstream
 
-    @property
-    def is_ready(self) -> bool:
-        return all(s.state == "ready" for s in self.statuses())
-
     def statuses(self) -> list[ModelStatus]:
         statuses = []
         for model in self.models.models:
