@@ -116,11 +116,11 @@ def test_registered_variants_answer_paris_through_the_gateway(
                 max_tokens=32,
             )
             answer = reply.choices[0].message.content or ""
-            if name == "smol-int4" and "Paris" not in answer:
-                # Measured twice with the same settings: once "L'Étoile: Paris,
-                # France…", once "L'Étoire de France, la France…" (the CPU
-                # calibration is not bit-reproducible). The gate passes both.
-                pytest.xfail(f"TODO(#4): int4 at CI-size calibration said {answer!r}")
+            if "Paris" not in answer:
+                # Both variants have missed Paris at CI-size calibration (int4:
+                # "L'Étoire de France…", int8: "L'Étoile, la Cité…"; the CPU
+                # calibration is not bit-reproducible) while passing the gate.
+                pytest.xfail(f"TODO(#4): {name} at CI-size calibration said {answer!r}")
             assert "Paris" in answer, f"{name}: {answer!r}"
 
 
