@@ -33,6 +33,9 @@ class MockStats:
     num_aborted: int = 0
     last_body: dict[str, Any] = field(default_factory=dict)
     last_headers: Mapping[str, str] = field(default_factory=dict)
+    # The models asked for, in order, consecutive repeats collapsed (bounded by
+    # how often the model changes, not by the number of requests).
+    model_order: list[str] = field(default_factory=list)
 
 
 class MockServer:
@@ -44,8 +47,11 @@ class MockServer:
         default_tokens: int = 16,
         cached_tokens: int = 0,
         api_key: str | None = None,
+        token_delay_s_by_model: Mapping[str, float] | None = None,
     ) -> None:
         self.token_delay_s = token_delay_s
+        # Overrides token_delay_s for the models it names: models of one speed.
+        self.token_delay_s_by_model = dict(token_delay_s_by_model or {})
         self.default_tokens = default_tokens
         self.cached_tokens = cached_tokens
         self.api_key = api_key
@@ -93,6 +99,9 @@ class MockServer:
         self.stats.num_requests += 1
         self.stats.last_body = body
         self.stats.last_headers = request.headers.copy()
+        model = str(body.get("model"))
+        if not self.stats.model_order or self.stats.model_order[-1] != model:
+            self.stats.model_order.append(model)
         if body.get("model") == "fail":
             error = {
                 "error": {
@@ -110,7 +119,7 @@ class MockServer:
         num_out = int(body.get("max_tokens") or self.default_tokens)
         if body.get("stream"):
             return await self._stream(request, body, is_chat, num_prompt, num_out)
-        await asyncio.sleep(self.token_delay_s * num_out)
+        await asyncio.sleep(self._token_delay_s(body) * num_out)
         text = " ".join(f"w{i}" for i in range(num_out))
         choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
         if is_chat:
@@ -148,13 +157,14 @@ class MockServer:
             "created": int(time.time()),
             "model": body.get("model"),
         }
+        token_delay_s = self._token_delay_s(body)
         try:
             if is_chat:
                 first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
                 await self._send(response, base, first, continuous, num_prompt, 0)
             for i in range(num_out):
-                if self.token_delay_s:
-                    await asyncio.sleep(self.token_delay_s)
+                if token_delay_s:
+                    await asyncio.sleep(token_delay_s)
                 if i == 2 and body.get("model") == "die-mid-stream":
                     # Stands in for an engine that crashes while streaming.
                     assert request.transport is not None
@@ -176,6 +186,11 @@ class MockServer:
             self.stats.num_aborted += 1
             raise
         return response
+
+    def _token_delay_s(self, body: dict[str, Any]) -> float:
+        return self.token_delay_s_by_model.get(
+            str(body.get("model")), self.token_delay_s
+        )
 
     async def _send(
         self,
