@@ -1,4 +1,5 @@
-"""The `bench` command: `bench run`, `bench calibrate MODEL`, `bench history`.
+"""The `bench` command: `bench run`, `bench compare`, `bench calibrate MODEL`,
+`bench nightly SUITE.yaml`, `bench history`.
 
 Also `python -m bench …` and `tokenmill bench …`. Tables and progress go to the
 terminal; `--json` prints the whole result as one JSON line last, and
@@ -61,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.calibrate import calibrate_command
 
             return calibrate_command(args, console)
+        if args.command == "compare":
+            from bench.compare import compare_command
+
+            return compare_command(args, console)
+        if args.command == "nightly":
+            from bench.nightly import nightly_command
+
+            return nightly_command(args, console)
         return _history(args, console)
     except (UsageError, ValueError) as exc:
         parser.exit(2, f"bench {args.command}: error: {exc}\n")
@@ -108,6 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_output_args(run)
 
+    from bench.compare import add_parser as add_compare_parser
+
+    add_compare_parser(commands)
+
+    from bench.nightly import add_parser as add_nightly_parser
+
+    add_nightly_parser(commands)
+
     calibrate = commands.add_parser(
         "calibrate", help="fit engine-seconds per token; write the calibration file"
     )
@@ -142,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     add_output_args(calibrate)
 
     history = commands.add_parser("history", help="list stored runs")
-    history.add_argument("--kind", choices=("run", "calibrate"))
+    history.add_argument("--kind", choices=("run", "calibrate", "compare"))
     history.add_argument("--model")
     history.add_argument("--limit", type=int, default=20)
     add_output_args(history, with_result=False)
@@ -389,6 +406,10 @@ def _history(args: argparse.Namespace, console: Console) -> int:
 
 
 def _headline(result: dict[str, Any]) -> str:
+    if result.get("kind") == "compare":
+        from bench.compare_table import headline
+
+        return headline(result)
     if result.get("kind") == "calibrate":
         fit = result.get("fit") or {}
         return (
