@@ -7,11 +7,13 @@ what would each cost lever save?
 | `usage` | the traffic a bill describes |
 | `api_cost` | the API side: the bill at list prices |
 | `capacity` | tokens per second one GPU serves at the SLO |
+| `bench_history` | `tokenmill bench`'s run history, read-only |
 | `hosting`, `defaults` | rented or owned GPUs, operations overhead, fleet sizing |
 | `cost_curve` | both monthly costs against volume; the break-even volume |
 | `answer` | the comparison at the bill's volume, with its assumptions |
 | `sensitivity` | the answer over utilization, GPU price and overhead |
 | `whatif` | the cost levers, alone and in order |
+| `quantized` | the quantization lever's factor and quality, from `bench compare` |
 | `report`, `whatif_report` | what each report says, as a document and JSON |
 | `document`, `plot`, `formatting` | Markdown, self-contained HTML, the PNG plot |
 | `cli`, `options` | `tokenmill report breakeven` / `whatif`: options to objects |

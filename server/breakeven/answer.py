@@ -131,7 +131,11 @@ class Answer:
         found: list[Assumption] = [
             ("bill", f"{bill.format}: {bill.source}", f"covers {period}"),
             ("API cost", f"${self.api_monthly_usd:,.2f}/month", api_basis),
-            ("self-hosted candidate", self.candidate, "given (--candidate)"),
+            (
+                "self-hosted candidate",
+                self.candidate,
+                "given (--candidate or --capacity-model)",
+            ),
             ("capacity", _capacity_value(self.capacity), self.capacity.source),
             (
                 "prefix cache",

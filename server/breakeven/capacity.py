@@ -1,6 +1,6 @@
 """Capacity: how many tokens one GPU serves per second at the user's latency SLO.
 
-Three sources, by hand or from a file:
+Four sources, by hand, from a file or from the bench history:
 - `--capacity-tokens-per-s N`: prompt plus output tokens per second per GPU.
 - `--prompt-tokens-per-s P --output-tokens-per-s O`: the two rates apart, as a
   calibration has them; a request then costs prompt/P + output/O GPU-seconds.
@@ -9,18 +9,18 @@ Three sources, by hand or from a file:
   `tokenmill bench run --result-json` result (its `points` are the sweep, under
   the same key names), or a tokenmill calibration
   (`$TOKENMILL_HOME/calibrations/MODEL.json`).
+- `--capacity-from-history [DB]`: the latest `tokenmill bench run` of the model
+  (and hardware) in the bench history (see `bench_history`), its points read as
+  a sweep.
 
 Keys read from a vLLM result (vllm 0.32, `vllm/benchmarks/serve.py`):
 `total_token_throughput` (prompt + output tokens/s, required), `output_throughput`,
 `total_input_tokens`, `total_output_tokens`, `request_throughput`,
 `request_goodput` (requests/s meeting `--goodput` SLOs; null without them),
-`p99_ttft_ms`, `p99_tpot_ms`, `max_concurrency`, `model_id`, and — from
+`p99_ttft_ms`, `p99_tpot_ms`, `max_concurrency`, `failed`, `model_id`, and — from
 `--metadata num_gpus=N` — `num_gpus` (or `tensor_parallel_size`). A run with
-goodput counts only the share of its throughput that met the SLO.
-
-TODO(#5): take capacity from bench history — the latest run of this model,
-precision and GPU at the SLO — once `tokenmill bench` stores its runs; today
-there is no history to read, so a result file is the seam.
+goodput counts only the share of its throughput that met the SLO. Of a sweep,
+the fastest run meeting `--slo-p99-ttft-ms` / `--slo-p99-tpot-ms` is taken.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.breakeven.bench_history import HistoryRun
 from server.breakeven.errors import BreakEvenError
 from server.breakeven.usage import UsageLine
 
@@ -127,8 +128,35 @@ def from_file(
     runs = _parse_runs(path, text)
     if len(runs) == 1 and "prompt_s_per_token" in runs[0]:
         return _from_calibration(path, num_gpus)
-    run, why = _pick_run(path, runs, slo_p99_ttft_ms, slo_p99_tpot_ms)
-    return _from_vllm_run(path, run, why, num_gpus)
+    run, why = _pick_run(str(path), runs, slo_p99_ttft_ms, slo_p99_tpot_ms)
+    gpus_hint = "pass --capacity-gpus, or benchmark with --metadata num_gpus=N"
+    return _from_run(run, f"vLLM benchmark {path.name}, {why}", num_gpus, gpus_hint)
+
+
+def from_history(
+    run: HistoryRun,
+    num_gpus: int | None = None,
+    slo_p99_ttft_ms: float | None = None,
+    slo_p99_tpot_ms: float | None = None,
+) -> Capacity:
+    """Capacity per GPU from a `bench run` in the history: its fastest point at
+    the SLO, picked as from a sweep file."""
+    where = f"{run.path}: run {run.id}"
+    points = run.result.get("points")
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise BreakEvenError(
+            f"{where} has no list of points; is it a `tokenmill bench run`?"
+        )
+    # A point whose every request failed measured nothing, not zero capacity.
+    measured = [point for point in points if point.get("completed") != 0]
+    if not measured:
+        raise BreakEvenError(
+            f"{where}: every request of its {len(points)} point(s) failed; rerun "
+            "`tokenmill bench run` against a working engine"
+        )
+    point, why = _pick_run(where, measured, slo_p99_ttft_ms, slo_p99_tpot_ms, "point")
+    origin = f"{run.describe()}, point '{point.get('label', '?')}' ({why})"
+    return _from_run(point, origin, num_gpus, "pass --capacity-gpus")
 
 
 def _parse_runs(path: Path, text: str) -> list[dict[str, Any]]:
@@ -184,61 +212,82 @@ def _from_calibration(path: Path, num_gpus: int | None) -> Capacity:
 
 
 def _pick_run(
-    path: Path,
+    where: str,
     runs: list[dict[str, Any]],
     slo_p99_ttft_ms: float | None,
     slo_p99_tpot_ms: float | None,
+    noun: str = "run",
 ) -> tuple[dict[str, Any], str]:
     slos = {"p99_ttft_ms": slo_p99_ttft_ms, "p99_tpot_ms": slo_p99_tpot_ms}
     limits = {key: limit for key, limit in slos.items() if limit is not None}
     for index, run in enumerate(runs):
         if not isinstance(run.get("total_token_throughput"), int | float):
             raise BreakEvenError(
-                f"{path}: run {index + 1} has no total_token_throughput; pass a "
+                f"{where}: {noun} {index + 1} has no total_token_throughput; pass a "
                 "result of `vllm bench serve --save-result`, or give "
                 "--capacity-tokens-per-s by hand"
             )
         for key in limits:
             if not isinstance(run.get(key), int | float):
                 raise BreakEvenError(
-                    f"{path}: run {index + 1} has no {key} to check the SLO with; "
-                    "benchmark with --percentile-metrics ttft,tpot "
-                    "--metric-percentiles 99"
+                    f"{where}: {noun} {_name(run, index, noun)} has no {key} to "
+                    "check the SLO with; benchmark with --percentile-metrics "
+                    "ttft,tpot --metric-percentiles 99 (vLLM), or with streaming "
+                    "(`tokenmill bench run` without --no-stream)"
                 )
     meeting = [
         run for run in runs if all(run[key] <= limit for key, limit in limits.items())
     ]
     if not meeting:
-        seen = "; ".join(
-            ", ".join(f"{key} {run[key]:.0f}" for key in limits) for run in runs
+        # The closest is the one whose worst latency is the smallest share over
+        # its limit: what a slightly relaxed SLO would accept first.
+        index, closest = min(
+            enumerate(runs),
+            key=lambda item: max(item[1][key] / limit for key, limit in limits.items()),
         )
+        figures = ", ".join(f"{key} {closest[key]:,.0f}" for key in limits)
         raise BreakEvenError(
-            f"{path}: no run meets the SLO ({_describe(limits)}); the runs had {seen}. "
-            "Relax the SLO or benchmark at lower concurrency"
+            f"{where}: no {noun} meets the SLO ({_describe(limits)}); the closest, "
+            f"{noun} {_name(closest, index, noun)}, had {figures} at "
+            f"{_tokens_per_s_at_slo(closest):,.0f} tokens/s. Relax the SLO or "
+            "benchmark at lower concurrency"
         )
     best = max(meeting, key=_tokens_per_s_at_slo)
-    why = f"the fastest of {len(runs)} runs" if len(runs) > 1 else "the only run"
+    plural = f"{noun}s"
+    why = (
+        f"the fastest of {len(runs)} {plural}" if len(runs) > 1 else f"the only {noun}"
+    )
     if limits:
         why += f" meeting {_describe(limits)}"
     return best, why
 
 
-def _from_vllm_run(
-    path: Path, run: dict[str, Any], why: str, num_gpus: int | None
+def _name(run: dict[str, Any], index: int, noun: str) -> str:
+    label = run.get("label") if noun == "point" else None
+    return f"{index + 1} ({label})" if label else str(index + 1)
+
+
+def _from_run(
+    run: dict[str, Any], origin: str, num_gpus: int | None, gpus_hint: str
 ) -> Capacity:
     notes = []
     gpus = num_gpus or _run_gpus(run)
     if gpus is None:
         gpus = 1
         notes.append(
-            "the result does not say how many GPUs served it; assumed 1 (pass "
-            "--capacity-gpus, or benchmark with --metadata num_gpus=N)"
+            f"the result does not say how many GPUs served it; assumed 1 ({gpus_hint})"
         )
     tokens_per_s = _tokens_per_s_at_slo(run)
     if tokens_per_s < run["total_token_throughput"]:
         notes.append(
             f"only requests meeting the benchmark's goodput SLO count: "
             f"{run['request_goodput']:.2f} of {run['request_throughput']:.2f} req/s"
+        )
+    failed = run.get("failed")
+    if isinstance(failed, int) and failed > 0:
+        notes.append(
+            f"{failed} requests failed in the measurement; its throughput counts "
+            "only the ones that completed"
         )
     num_input, num_output = (
         run.get("total_input_tokens"),
@@ -253,7 +302,7 @@ def _from_vllm_run(
         output_share = num_output / (num_input + num_output)
     concurrency = run.get("max_concurrency")
     described = (
-        f"vLLM benchmark {path.name}, {why}: {run['total_token_throughput']:,.0f} "
+        f"{origin}: {run['total_token_throughput']:,.0f} "
         f"tokens/s total over {gpus} GPU(s)"
         + (f" at concurrency {concurrency}" if concurrency else "")
         + (f", model {run['model_id']}" if run.get("model_id") else "")

@@ -82,6 +82,27 @@ def add_whatif_arguments(parser: argparse.ArgumentParser) -> None:
     levers.add_argument(
         "--quantize-precision", default="int8", help="label, e.g. int8 or int4"
     )
+    levers.add_argument(
+        "--quantized-from-compare",
+        type=Path,
+        metavar="FILE.json",
+        help="instead of the factor: the throughput ratio of a `bench compare "
+        "--result-json` result's variant",
+    )
+    levers.add_argument(
+        "--quantized-from-history",
+        nargs="?",
+        const="",
+        metavar="DB",
+        help="instead: the latest `bench compare` against --capacity-model (else "
+        "--candidate) in the bench history (default $TOKENMILL_HOME/bench.sqlite3)",
+    )
+    levers.add_argument(
+        "--quantized-variant",
+        metavar="NAME",
+        help="the compared model to price (default: the fastest whose quality gate "
+        "passed; naming one prices it even if its gate failed)",
+    )
     _capacity_options(parser, required=False)
     _hosting_options(parser)
     _output_options(parser)
@@ -97,11 +118,12 @@ def cmd_report_breakeven(args: argparse.Namespace) -> int:
     bill = options.bill(args, settings)
     table = options.price_table(args, settings)
     pricer = options.pricer(args, settings, table, bill)
-    capacity = options.capacity(args)
+    capacity = options.capacity(args, settings)
     if capacity is None:
         raise BreakEvenError(
             "no capacity: give --capacity-tokens-per-s (per GPU, at your SLO), "
-            "--prompt-tokens-per-s with --output-tokens-per-s, or --capacity-file"
+            "--prompt-tokens-per-s with --output-tokens-per-s, --capacity-file, or "
+            "--capacity-from-history"
         )
     hardware, gpu_range = options.hardware(args, table)
     result = answer(
@@ -111,7 +133,7 @@ def cmd_report_breakeven(args: argparse.Namespace) -> int:
         hardware,
         options.ops(args),
         options.fleet(args, bill),
-        candidate=f"{args.candidate} ({args.precision}) on {hardware.name}",
+        candidate=f"{options.candidate(args)} ({args.precision}) on {hardware.name}",
         success=options.success(args, bill),
     )
     table_of_sensitivity = sensitivity(result, gpu_range)
@@ -140,8 +162,9 @@ def cmd_report_whatif(args: argparse.Namespace) -> int:
         route_to=args.route_to,
         quantize_capacity_factor=args.quantize_capacity_factor,
         quantize_precision=args.quantize_precision,
+        quantized=options.quantized(args, settings),
     )
-    capacity = options.capacity(args)
+    capacity = options.capacity(args, settings)
     hardware = options.hardware(args, table)[0] if capacity is not None else None
     result = what_if(
         bill,
@@ -195,8 +218,7 @@ def _capacity_options(
     group = parser.add_argument_group(title)
     group.add_argument(
         "--candidate",
-        default="self-hosted model",
-        help="the model to self-host (a label)",
+        help="the model to self-host (a label; default: --capacity-model)",
     )
     group.add_argument("--precision", default="bf16", help="its precision (a label)")
     group.add_argument(
@@ -213,6 +235,24 @@ def _capacity_options(
         type=Path,
         help="vllm bench serve --save-result JSON (or JSON Lines of a sweep), or a "
         "tokenmill calibration",
+    )
+    group.add_argument(
+        "--capacity-from-history",
+        nargs="?",
+        const="",
+        metavar="DB",
+        help="the latest `bench run` of the model in the bench history (default "
+        "$TOKENMILL_HOME/bench.sqlite3): its fastest point at the SLO",
+    )
+    group.add_argument(
+        "--capacity-model",
+        metavar="NAME",
+        help="the model name `bench` stored (default: --candidate)",
+    )
+    group.add_argument(
+        "--capacity-hardware",
+        metavar="NAME",
+        help="only runs on this hardware (bench run --hardware)",
     )
     group.add_argument(
         "--capacity-gpus", type=int, help="GPUs the measured engine used"

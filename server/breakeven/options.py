@@ -1,18 +1,25 @@
 """Objects from the options of `report breakeven` and `report whatif`: the bill,
-its pricer, capacity, hardware, overhead, fleet and success rates."""
+its pricer, capacity, the measured quantization, hardware, overhead, fleet and
+success rates."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from server.breakeven import defaults, hosting
+from server.breakeven import bench_history, defaults, hosting
 from server.breakeven.answer import SuccessRates
 from server.breakeven.api_cost import ApiPricer
 from server.breakeven.bills import ledger, read_bill
-from server.breakeven.capacity import Capacity, from_file
+from server.breakeven.capacity import Capacity, from_file, from_history
 from server.breakeven.errors import BreakEvenError
+from server.breakeven.quantized import (
+    QuantizedVariant,
+    from_compare_file,
+    from_compare_run,
+)
 from server.breakeven.usage import Bill
 from server.price_table import GpuPrice, PriceTable
 from server.settings import Settings
@@ -87,8 +94,14 @@ def _api_references(settings: Settings) -> dict[str, str]:
     }
 
 
-def capacity(args: argparse.Namespace) -> Capacity | None:
-    """From one source: a blended rate, prompt and output rates, or a file."""
+def candidate(args: argparse.Namespace) -> str:
+    """The self-hosted model's name: --candidate, else --capacity-model."""
+    return args.candidate or args.capacity_model or "self-hosted model"
+
+
+def capacity(args: argparse.Namespace, settings: Settings) -> Capacity | None:
+    """From one source: a blended rate, prompt and output rates, a file, or the
+    bench history."""
     given = [
         flag
         for flag, value in (
@@ -96,9 +109,15 @@ def capacity(args: argparse.Namespace) -> Capacity | None:
             ("--prompt-tokens-per-s", args.prompt_tokens_per_s),
             ("--output-tokens-per-s", args.output_tokens_per_s),
             ("--capacity-file", args.capacity_file),
+            ("--capacity-from-history", args.capacity_from_history),
         )
         if value is not None
     ]
+    if args.capacity_hardware is not None and args.capacity_from_history is None:
+        raise BreakEvenError(
+            f"--capacity-hardware {args.capacity_hardware!r} chooses a run of the "
+            "bench history; add --capacity-from-history"
+        )
     separate = {"--prompt-tokens-per-s", "--output-tokens-per-s"}
     if not given:
         return None
@@ -112,13 +131,9 @@ def capacity(args: argparse.Namespace) -> Capacity | None:
     gpus = args.capacity_gpus
     if gpus is not None and gpus < 1:
         raise BreakEvenError(f"--capacity-gpus {gpus} must be 1 or more")
-    if args.capacity_file is not None:
-        capacity = from_file(
-            args.capacity_file, gpus, args.slo_p99_ttft_ms, args.slo_p99_tpot_ms
-        )
-        if extra:
-            capacity = dataclasses.replace(capacity, **extra)
-        return capacity
+    if args.capacity_file is not None or args.capacity_from_history is not None:
+        capacity = _measured_capacity(args, settings, gpus)
+        return dataclasses.replace(capacity, **extra) if extra else capacity
     per = f" over {gpus} GPUs" if gpus else ""
     gpus = gpus or 1
     if args.capacity_tokens_per_s is not None:
@@ -137,6 +152,65 @@ def capacity(args: argparse.Namespace) -> Capacity | None:
         f"given (--prompt-tokens-per-s, --output-tokens-per-s){per}",
         **extra,
     )
+
+
+def _measured_capacity(
+    args: argparse.Namespace, settings: Settings, gpus: int | None
+) -> Capacity:
+    slos = (args.slo_p99_ttft_ms, args.slo_p99_tpot_ms)
+    if args.capacity_file is not None:
+        return from_file(args.capacity_file, gpus, *slos)
+    run = bench_history.latest_run(
+        _history_path(args.capacity_from_history, settings),
+        "run",
+        _measured_model(args, "--capacity-from-history"),
+        args.capacity_hardware,
+    )
+    return from_history(run, gpus, *slos)
+
+
+def quantized(args: argparse.Namespace, settings: Settings) -> QuantizedVariant | None:
+    """The variant a `bench compare` measured: from its result file, or the
+    latest compare against the model in the bench history."""
+    file, history = args.quantized_from_compare, args.quantized_from_history
+    if file is not None and history is not None:
+        raise BreakEvenError(
+            "--quantized-from-compare and --quantized-from-history both given; "
+            "keep one source of the quantization factor"
+        )
+    if file is not None:
+        return from_compare_file(
+            file, args.quantized_variant, args.capacity_model or args.candidate
+        )
+    if history is not None:
+        run = bench_history.latest_run(
+            _history_path(history, settings),
+            "compare",
+            _measured_model(args, "--quantized-from-history"),
+        )
+        return from_compare_run(run, args.quantized_variant)
+    if args.quantized_variant is not None:
+        raise BreakEvenError(
+            f"--quantized-variant {args.quantized_variant!r} chooses a variant of a "
+            "`bench compare`; add --quantized-from-compare FILE.json or "
+            "--quantized-from-history"
+        )
+    return None
+
+
+def _history_path(value: str, settings: Settings) -> Path:
+    # The option without a value ("") means the history in the home directory.
+    return Path(value) if value else bench_history.default_path(settings.home)
+
+
+def _measured_model(args: argparse.Namespace, flag: str) -> str:
+    model: str | None = args.capacity_model or args.candidate
+    if model is None:
+        raise BreakEvenError(
+            f"{flag} needs the model the benchmark measured: give --capacity-model "
+            "NAME (the served name `tokenmill bench` used) or --candidate NAME"
+        )
+    return model
 
 
 def hardware(

@@ -15,8 +15,10 @@ answers, and last the one that changes the model itself.
 4. Routing: send a share of requests to a cheaper API model. Changes who
    answers: needs an evaluation and a router. API side only.
 5. Quantization: serve the self-hosted model at int8/int4, with its capacity
-   times a factor measured by hand for now (TODO(#5): from `bench compare`).
-   Self-hosting only, and only after the quantize quality gate passes.
+   times a factor given by hand (--quantize-capacity-factor) or measured by
+   `bench compare` (a variant's throughput ratio; see `quantized`), whose
+   quality change the report shows beside the saving. Self-hosting only, and
+   only after the quantize quality gate passes.
 
 API costs here are list prices, also for a bill that states its own cost: a
 lever changes tokens, and only list prices say what tokens cost.
@@ -33,6 +35,7 @@ from server.breakeven.api_cost import ApiPricer
 from server.breakeven.capacity import Capacity
 from server.breakeven.errors import BreakEvenError
 from server.breakeven.hosting import FleetPolicy, Hardware, OpsOverhead
+from server.breakeven.quantized import QuantizedVariant
 from server.breakeven.usage import Bill, UsageLine
 
 
@@ -47,6 +50,8 @@ class Levers:
     route_to: str | None = None
     quantize_capacity_factor: float | None = None
     quantize_precision: str = "int8/int4"
+    # Instead of the factor by hand: a variant `bench compare` measured.
+    quantized: QuantizedVariant | None = None
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -65,12 +70,30 @@ class Levers:
                 "the cheaper model they go to, e.g. --route-share 0.3 --route-to "
                 "openai/gpt-4o-mini"
             )
+        if self.quantized is not None and self.quantize_capacity_factor is not None:
+            raise BreakEvenError(
+                f"--quantize-capacity-factor {self.quantize_capacity_factor:g} and a "
+                f"measured factor ({self.quantized.source}) both given; keep one"
+            )
         factor = self.quantize_capacity_factor
         if factor is not None and not factor > 0:
             raise BreakEvenError(
                 f"--quantize-capacity-factor {factor} must be above 0: the quantized "
                 "model's tokens/s over the original's (e.g. 1.6)"
             )
+
+    @property
+    def quantize_factor(self) -> float | None:
+        """The quantized model's capacity over the original's, however given."""
+        if self.quantized is not None:
+            return self.quantized.capacity_factor
+        return self.quantize_capacity_factor
+
+    @property
+    def quantize_factor_source(self) -> str:
+        if self.quantized is not None:
+            return self.quantized.source
+        return "given by hand (--quantize-capacity-factor)"
 
 
 @dataclass
@@ -109,6 +132,10 @@ class WhatIf:
     alone: list[Outcome]
     combined: list[Outcome]
     notes: list[str]
+    # The quantization lever's factor and where it came from, when it is pulled.
+    quantize_factor: float | None = None
+    quantize_factor_source: str | None = None
+    quantized: QuantizedVariant | None = None
 
 
 def what_if(
@@ -128,7 +155,8 @@ def what_if(
         raise BreakEvenError(
             "no lever to try; give at least one of --cache-hit-rate, --batch-share, "
             "--shorter-prompts, --route-share with --route-to, "
-            "--quantize-capacity-factor"
+            "--quantize-capacity-factor, --quantized-from-compare, "
+            "--quantized-from-history"
         )
     if levers.route_to is not None:
         pricer.check([levers.route_to])
@@ -163,9 +191,22 @@ def what_if(
         state = lever.apply(state)
         combined.append(outcome(state, f"+ {lever.name}", lever.setting, None))
     notes = sorted(pricer.notes)
-    if capacity is None and levers.quantize_capacity_factor is not None:
+    factor = levers.quantize_factor
+    if capacity is None and factor is not None:
         notes.append("quantization changes only self-hosting, which needs capacity")
-    return WhatIf(baseline, alone, combined, notes)
+    if levers.quantized is not None:
+        notes += levers.quantized.notes
+    return WhatIf(
+        baseline,
+        alone,
+        combined,
+        notes,
+        quantize_factor=factor,
+        quantize_factor_source=None
+        if factor is None
+        else levers.quantize_factor_source,
+        quantized=levers.quantized,
+    )
 
 
 def _self_hosted(
@@ -209,9 +250,16 @@ def _levers(levers: Levers) -> list[_Lever]:
         chosen.append(
             _Lever("routing", setting, True, False, _route(routed, levers.route_to))
         )
-    if (factor := levers.quantize_capacity_factor) is not None:
-        precision = levers.quantize_precision
+    if (factor := levers.quantize_factor) is not None:
+        measured = levers.quantized
+        precision = measured.label if measured else levers.quantize_precision
         setting = f"{precision}, capacity x{factor:g}"
+        if measured is not None:
+            # The quality change goes in the row of the saving it buys.
+            setting = (
+                f"{precision}, capacity x{factor:.2f} ({measured.model}; "
+                f"{measured.quality_summary()})"
+            )
         change = _quantize(factor, f"quantized to {precision}")
         chosen.append(_Lever("quantization", setting, False, True, change))
     return chosen

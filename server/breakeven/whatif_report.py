@@ -37,6 +37,8 @@ def whatif_document(result: WhatIf, title: str) -> Document:
         Heading("Pulled one after another"),
         _outcome_table(result.combined, base, has_self, cumulative=True),
     )
+    if result.quantize_factor is not None:
+        document.add(Heading("Quantization factor"), *_quantization_blocks(result))
     if result.notes:
         document.add(Heading("Notes"), Bullets(result.notes))
     return document
@@ -57,8 +59,51 @@ def whatif_json(result: WhatIf) -> dict[str, Any]:
         "baseline": outcome(result.baseline),
         "alone": [outcome(o) for o in result.alone],
         "combined": [outcome(o) for o in result.combined],
+        "quantization": _quantization_json(result),
         "notes": result.notes,
     }
+
+
+def _quantization_json(result: WhatIf) -> dict[str, Any] | None:
+    if result.quantize_factor is None:
+        return None
+    measured = result.quantized
+    return {
+        "capacity_factor": result.quantize_factor,
+        "source": result.quantize_factor_source,
+        "variant": None if measured is None else measured.model,
+        "precision": None if measured is None else measured.precision,
+        "baseline": None if measured is None else measured.baseline,
+        "gate_verdict": None if measured is None else measured.gate_verdict,
+        "ppl_increase_pct": None if measured is None else measured.ppl_increase_pct,
+    }
+
+
+def _quantization_blocks(result: WhatIf) -> list[Paragraph | Table]:
+    factor, measured = result.quantize_factor, result.quantized
+    if measured is None:
+        return [
+            Paragraph(
+                f"Capacity x{factor:g}, {result.quantize_factor_source}; "
+                "`tokenmill bench compare` measures it, with the quality change."
+            )
+        ]
+    blocks: list[Paragraph | Table] = [
+        Paragraph(
+            f"Capacity x{factor:.2f}: {measured.model} "
+            f"({measured.precision or 'precision unknown'}) against "
+            f"{measured.baseline}, measured by {measured.source}. Quality gate: "
+            f"{measured.gate_verdict or 'unknown (no quantize report)'}."
+        )
+    ]
+    if measured.ppl_increase_pct:
+        rows = [
+            [text, f"{pct:+.2f}%"]
+            for text, pct in sorted(measured.ppl_increase_pct.items())
+        ]
+        caption = f"{measured.model}'s perplexity over {measured.baseline}'s."
+        blocks.append(Table(["text", "perplexity change"], rows, caption=caption))
+    return blocks
 
 
 def _outcome_table(

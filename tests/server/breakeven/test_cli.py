@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.history import History
 from server.breakeven import (
     BreakEvenError,
     add_arguments,
@@ -20,6 +21,8 @@ from server.cli import _add_settings_options
 from server.ledger import Ledger
 from server.records import RequestRecord
 from tests.server.breakeven.conftest import SAMPLES
+from tests.server.breakeven.test_bench_history import SWEEP, run_result
+from tests.server.breakeven.test_quantized import COMPARE
 
 OPENAI_BILL = str(SAMPLES / "openai_usage_completions.json")
 BENCH = str(SAMPLES / "vllm_bench_llama8b_h100.json")
@@ -232,3 +235,92 @@ def test_missing_configured_ledger_is_not_created(tmp_path: Path) -> None:
 def test_option_errors(tmp_path: Path, argv: list[str], message: str) -> None:
     with pytest.raises(BreakEvenError, match=message):
         run(tmp_path, "breakeven", "--bill", OPENAI_BILL, *argv)
+
+
+def test_capacity_from_the_default_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --home is tmp_path, so the default history is tmp_path/bench.sqlite3.
+    history = History(tmp_path / "bench.sqlite3")
+    history.record(run_result("2026-11-02T10:00:00+00:00", "smol", "h100", "b", SWEEP))
+    history.record(run_result("2026-11-03T10:00:00+00:00", "smol", "l40s", "c", SWEEP))
+    run(
+        tmp_path,
+        "breakeven",
+        "--bill",
+        OPENAI_BILL,
+        "--capacity-from-history",
+        "--candidate",
+        "smol",
+        "--capacity-hardware",
+        "h100",
+        "--slo-p99-ttft-ms",
+        "500",
+        "--format",
+        "json",
+    )
+    data = json.loads(capsys.readouterr().out)
+
+    capacity = {a["what"]: a for a in data["assumptions"]}["capacity"]
+    assert capacity["value"].startswith("5,000 tokens/s per GPU")
+    assert "run 1 of smol" in capacity["source"]
+    assert "point 'concurrency 8'" in capacity["source"]
+
+
+def test_whatif_factor_from_a_compare_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compare = tmp_path / "compare.json"
+    compare.write_text(json.dumps(COMPARE))
+    history = tmp_path / "elsewhere.sqlite3"
+    History(history).record(
+        run_result("2026-11-02T10:00:00+00:00", "smol", "h100", "b", SWEEP)
+    )
+    run(
+        tmp_path,
+        "whatif",
+        "--bill",
+        OPENAI_BILL,
+        "--quantized-from-compare",
+        str(compare),
+        "--capacity-from-history",
+        str(history),
+        "--capacity-model",
+        "smol",
+        "--format",
+        "json",
+    )
+    data = json.loads(capsys.readouterr().out)
+
+    assert data["quantization"]["variant"] == "smol-int8"
+    assert data["alone"][0]["setting"].startswith("int8, capacity x1.25")
+    # The sample bill fits one GPU either way; the lever is priced all the same.
+    assert data["alone"][0]["self_hosted_monthly_usd"] is not None
+    assert any("concurrency 4, not at your latency SLO" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--capacity-from-history"], "needs the model the benchmark measured"),
+        (
+            ["--capacity-tokens-per-s", "1", "--capacity-hardware", "h100"],
+            "add --capacity-from-history",
+        ),
+        (
+            ["--quantized-variant", "smol-int4", "--cache-hit-rate", "0.5"],
+            "add --quantized-from-compare",
+        ),
+        (
+            ["--quantized-from-compare", "c.json", "--quantized-from-history"],
+            "keep one source of the quantization factor",
+        ),
+        (
+            ["--quantized-from-history", "--capacity-model", "smol"],
+            "no bench history there",
+        ),
+    ],
+)
+def test_history_option_errors(tmp_path: Path, argv: list[str], message: str) -> None:
+    with pytest.raises(BreakEvenError, match=message):
+        run(tmp_path, "whatif", "--bill", OPENAI_BILL, *argv)
