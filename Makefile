@@ -9,7 +9,8 @@ PROFILE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(PROFILE)
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast check format bench-overhead bench-capacity clean
+.PHONY: install serve test test-fast check format bench-overhead bench-capacity \
+	bench-loadgen bench-agreement clean
 
 install: $(STAMP)
 
@@ -52,6 +53,14 @@ bench-overhead: install
 
 bench-capacity: install
 	$(BIN)/python -m bench.gateway_capacity
+
+# The load generator against a bare aiohttp loop, both at an instant mock.
+bench-loadgen: install
+	$(BIN)/python -m bench.loadgen_ceiling
+
+# `bench run` against vLLM's own benchmark on one engine (~10 minutes on a CPU).
+bench-agreement: install
+	$(BIN)/python -m bench.vllm_agreement
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,10 @@ GATEWAY_PRICING: dict[str, Any] = {
     "api_reference": "openai/gpt-4o-mini",
 }
 _STOP_GRACE_S = 10.0
+# One timed benchmark at a time on this machine: two at once would measure each
+# other. The file holds the holder's pid and name while it runs.
+BENCH_LOCK_PATH = Path("/tmp/tokenmill-bench.lock")
+_LOCK_POLL_S = 2.0
 _KEY_ENV = "TOKENMILL_BENCH_UPSTREAM_KEY"
 _CPUCLOCK_SCHED = 2
 
@@ -314,3 +318,69 @@ def run_benchmark(name: str, main: Callable[[], None], console: Console) -> None
     except KeyboardInterrupt:
         console.print(f"{name}: interrupted; what it started is stopped")
         sys.exit(130)
+
+
+@contextlib.contextmanager
+def benchmark_lock(
+    name: str,
+    console: Console,
+    path: Path = BENCH_LOCK_PATH,
+    timeout_s: float = 1800.0,
+) -> Iterator[None]:
+    """Hold the machine's benchmark lock file while the block runs.
+
+    Waits while another live process holds it; takes over a file whose pid has
+    exited (a benchmark that was SIGKILLed leaves its file behind).
+    """
+    deadline = time.monotonic() + timeout_s
+    is_waiting = False
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None and not psutil.pid_exists(holder[0]):
+                logger.warning("taking over %s from exited pid %s", path, holder[0])
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            if time.monotonic() >= deadline:
+                raise ServiceError(
+                    f"{path} is still held after {timeout_s:.0f} s (by "
+                    f"{_describe_holder(holder)}); wait for that benchmark, or "
+                    "delete the file if no benchmark is running"
+                ) from None
+            if not is_waiting:
+                console.print(
+                    f"{name}: waiting for {_describe_holder(holder)} to release {path}",
+                    markup=False,
+                )
+                is_waiting = True
+            time.sleep(_LOCK_POLL_S)
+            continue
+        break
+    mine = f"{os.getpid()} {name}\n"
+    with os.fdopen(fd, "w") as lock_file:
+        lock_file.write(mine)
+    try:
+        yield
+    finally:
+        # Only our own file: a takeover after a hang must not lose another's lock.
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text() == mine:
+                path.unlink()
+
+
+def _lock_holder(path: Path) -> tuple[int, str] | None:
+    """(pid, name) from a lock file; None when unreadable or not ours in form."""
+    try:
+        pid_text, _, name = path.read_text().strip().partition(" ")
+        return int(pid_text), name
+    except (OSError, ValueError):
+        return None
+
+
+def _describe_holder(holder: tuple[int, str] | None) -> str:
+    if holder is None:
+        return "another process (the file names no pid)"
+    return f"{holder[1] or 'a benchmark'} (pid {holder[0]})"
