@@ -1,56 +1,86 @@
-"""`bench compare`'s screen: one row per model, speed, cost, size and quality."""
+"""`bench compare`'s screen: per model its speed and cost, then its size and quality."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from rich import box
+from rich.console import Group
 from rich.table import Table
 
 _BYTES_PER_MB = 1e6  # as the quantize report writes sizes
 
 
-def compare_table(result: dict[str, Any]) -> Table:
-    """The trade-off on one screen: medians, the spread over rounds, ratios."""
+def compare_table(result: dict[str, Any]) -> Group:
+    """The trade-off on one screen: speed and cost, then size and quality."""
     config = result["config"]
-    table = Table(
-        title=(
-            f"bench compare vs {result['baseline']}: concurrency "
-            f"{config['concurrency']}, {_amount(config)} x {config['rounds']} "
-            + ("round" if config["rounds"] == 1 else "rounds")
-        ),
-        caption=(
-            "medians over rounds (TTFT, TPOT: of each round's median); range: "
-            "(max - min) / median of out tok/s; x base: ratio to the baseline; "
-            "ppl, KL, top-1: the quantize report's worst text, against its source "
-            "model"
-        ),
+    title = (
+        f"bench compare vs {result['baseline']}: concurrency "
+        f"{config['concurrency']}, {_amount(config)} x {config['rounds']} "
+        + ("round" if config["rounds"] == 1 else "rounds")
     )
-    headers = (
-        "model", "precision", "out tok/s", "range %", "x base", "TTFT ms",
-        "TPOT ms", "errors", "$/M out", "$/M in", "size MB", "x base",
-        "ppl +%", "KL", "top-1", "gate",
+    variants = result["variants"]
+    speed = _table(
+        title,
+        ("model", "dtype", "out tok/s", "range %", "x base", "TTFT ms", "TPOT ms",
+         "errors", "$/M out", "$/M in"),
+        [_speed_row(v) for v in variants],
+        "medians over rounds (TTFT, TPOT: of each round's median); range: "
+        "(max - min) / median of out tok/s; x base: ratio to the baseline",
     )  # fmt: skip
-    for header in headers:
-        is_name = header in ("model", "precision", "gate")
-        table.add_column(header, justify="left" if is_name else "right")
-    for v in result["variants"]:
-        size_bytes = v["checkpoint_bytes"]
-        table.add_row(
-            v["model"],
-            v["precision"] or "-",
-            _fmt(v["output_throughput"]),
-            _range_pct(v["output_throughput"], v["ranges"]["output_throughput"]),
-            _fmt(v["throughput_ratio"], 2),
-            _fmt(v["median_ttft_ms"]),
-            _fmt(v["median_tpot_ms"], 2),
-            str(v["failed"]),
-            _fmt(v["usd_per_m_output_tokens"], 3),
-            _fmt(v["usd_per_m_input_tokens"], 3),
-            _fmt(None if size_bytes is None else size_bytes / _BYTES_PER_MB),
-            _fmt(v["checkpoint_bytes_ratio"], 2),
-            *_quality_cells(v["quality"]),
+    quality = _table(
+        None,
+        ("model", "size MB", "x base", "ppl +%", "KL", "top-1", "gate"),
+        [_quality_row(v) for v in variants],
+        "ppl, KL, top-1: the quantize report's worst text, against its source model",
+    )
+    return Group(speed, quality)
+
+
+def _table(
+    title: str | None,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    caption: str,
+) -> Table:
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
+    for index, header in enumerate(headers):
+        # Figures cut short mislead: a column is never narrower than its widest
+        # cell, so on a narrow screen the headers wrap instead.
+        table.add_column(
+            header,
+            justify="left" if header in ("model", "dtype", "gate") else "right",
+            min_width=max((len(row[index]) for row in rows), default=0),
         )
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _speed_row(v: dict[str, Any]) -> list[str]:
+    return [
+        v["model"],
+        v["precision"] or "-",
+        _fmt(v["output_throughput"]),
+        _range_pct(v["output_throughput"], v["ranges"]["output_throughput"]),
+        _fmt(v["throughput_ratio"], 2),
+        _fmt(v["median_ttft_ms"], 0),
+        _fmt(v["median_tpot_ms"], 2),
+        str(v["failed"]),
+        _fmt(v["usd_per_m_output_tokens"], 3),
+        _fmt(v["usd_per_m_input_tokens"], 3),
+    ]
+
+
+def _quality_row(v: dict[str, Any]) -> list[str]:
+    size_bytes = v["checkpoint_bytes"]
+    return [
+        v["model"],
+        _fmt(None if size_bytes is None else size_bytes / _BYTES_PER_MB),
+        _fmt(v["checkpoint_bytes_ratio"], 2),
+        *_quality_cells(v["quality"]),
+    ]
 
 
 def headline(result: dict[str, Any]) -> str:
