@@ -87,7 +87,8 @@ def test_both_variants_pass_their_gate_and_shrink(
         report = json.loads((output / "quantize_report.json").read_text())
         assert report["gate"]["verdict"] == "pass", report["gate"]["message"]
         assert (output / "quantize_report.md").is_file()
-        assert report["size"]["ratio"] < (0.65 if name == "smol-int8" else 0.45)
+        # int8 keeps lm_head and every down_proj at 16 bits (quantize/README.md).
+        assert report["size"]["ratio"] < (0.75 if name == "smol-int8" else 0.45)
         for text in report["gate"]["texts"]:
             assert text["top1_agreement"] > 0.7
             assert text["mean_kl"] >= 0
