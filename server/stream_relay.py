@@ -24,6 +24,18 @@ from server.records import RequestRecord, RequestSink
 logger = logging.getLogger(__name__)
 
 _DONE = b"data: [DONE]\n\n"
+# An upstream event longer than this is refused rather than buffered without end.
+MAX_EVENT_BYTES = 2**20
+
+
+class EventTooLarge(Exception):
+    """The upstream sent more than MAX_EVENT_BYTES without ending an event."""
+
+    def __init__(self, num_bytes: int) -> None:
+        super().__init__(
+            f"an event of over {num_bytes} bytes without its blank line; the relay "
+            f"takes events of at most {MAX_EVENT_BYTES} bytes"
+        )
 
 
 class StreamRelay(Response):
@@ -90,21 +102,29 @@ class StreamRelay(Response):
                     await self._submit()
 
     async def _relay(self, send: Send) -> None:
-        lines = aiter(self._upstream.content)
+        content = self._upstream.content
+        pending = b""
         while True:
             try:
-                line = await anext(lines)
-            except StopAsyncIteration:
-                break
-            # aiohttp raises ValueError for a line beyond its buffer (read_bufsize).
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                # What has arrived, at once: an event is never held for the next.
+                data = await content.readany()
+            except (aiohttp.ClientError, OSError) as exc:
                 await send(self._upstream_failed(exc))
                 break
-            event = self._on_line(line)
-            if event is not None:
+            if not data:
+                break
+            body, pending = self._on_data(pending + data if pending else data)
+            if len(pending) > MAX_EVENT_BYTES:
+                await send(self._upstream_failed(EventTooLarge(len(pending))))
+                pending = b""
+                break
+            if body:
                 await send(
-                    {"type": "http.response.body", "body": event, "more_body": True}
+                    {"type": "http.response.body", "body": body, "more_body": True}
                 )
+        if pending.strip() and (event := self._on_event(pending)):
+            # A stream that ended without the blank line after its last event.
+            await send({"type": "http.response.body", "body": event, "more_body": True})
 
         # The record is committed before the last bytes leave (see records.py).
         await self._submit()
@@ -130,6 +150,29 @@ class StreamRelay(Response):
             "body": b"data: " + body + b"\n\n",
             "more_body": True,
         }
+
+    def _on_data(self, data: bytes) -> tuple[bytes, bytes]:
+        """The bytes to send for the whole events in `data`, and its unfinished tail.
+
+        One read usually holds exactly one event (one token of one request), so
+        this, not a line at a time, is what the relay pays per token.
+        """
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        *events, pending = data.split(b"\n\n")
+        sent = [event for event in map(self._on_event, events) if event is not None]
+        return b"".join(sent), pending
+
+    def _on_event(self, event: bytes) -> bytes | None:
+        """The bytes to send the client for one upstream event, or None."""
+        if b"\n" not in event and event.startswith(b"data:"):
+            return self._on_line(event)
+        # Other fields (`event:`, `id:`), comments, several lines: line by line.
+        lines = [line for line in map(self._on_line, event.split(b"\n")) if line]
+        if not lines:
+            return None
+        joined = b"".join(lines)
+        return joined if joined.endswith(b"\n\n") else joined + b"\n"
 
     def _on_line(self, line: bytes) -> bytes | None:
         """The event to send the client for one upstream line, or None."""

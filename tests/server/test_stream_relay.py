@@ -90,3 +90,37 @@ def test_the_usage_only_chunk_is_held_back() -> None:
     assert relay._on_line(b"data: " + chunk + b"\n") is None
     assert relay._usage_chunk is not None
     assert relay._usage_chunk["usage"]["total_tokens"] == 8
+
+
+TOKEN = (
+    b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"x"},'
+    b'"finish_reason":null}],' + USAGE + b"}\n\n"
+)
+STRIPPED = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"x"},'
+STRIPPED += b'"finish_reason":null}]}\n\n'
+
+
+def test_what_arrives_together_leaves_together_and_a_cut_event_waits() -> None:
+    relay = _relay()
+    cut = len(TOKEN) // 2
+
+    body, pending = relay._on_data(TOKEN + TOKEN + TOKEN[:cut])
+    assert (body, pending) == (STRIPPED + STRIPPED, TOKEN[:cut].rstrip(b"\n"))
+
+    body, pending = relay._on_data(pending + TOKEN[cut:])
+    assert (body, pending) == (STRIPPED, b"")
+
+
+def test_crlf_line_endings_and_the_done_marker() -> None:
+    relay = _relay()
+    body, pending = relay._on_data(
+        TOKEN.replace(b"\n", b"\r\n") + b"data: [DONE]\r\n\r\n"
+    )
+    assert (body, pending) == (STRIPPED, b"")
+
+
+def test_other_fields_and_comments_pass_as_whole_events() -> None:
+    relay = _relay()
+    body, pending = relay._on_data(b': ping\n\nevent: note\ndata: {"x":1}\n\n')
+    assert body == b': ping\n\nevent: note\ndata: {"x":1}\n\n'
+    assert pending == b""
