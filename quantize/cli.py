@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=40,
         help="evaluation windows of 512 tokens per text (default 40)",
     )
+    parser.add_argument(
+        "--vs-rtn",
+        action="store_true",
+        help="also quantize by round-to-nearest at the same scheme and measure it "
+        "in the same run, to show what calibration bought (gptq, awq, w8a8)",
+    )
     parser.add_argument("--name", help="name of the registered model")
     parser.add_argument(
         "--register", action="store_true", help="add the result to models.yaml"

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DATA_DIR = Path(__file__).parent / "data"
 WIKITEXT_TEST_PATH = DATA_DIR / "wikitext2-test.txt"
@@ -132,3 +133,17 @@ def position_kl(base: Position, other: Position, top_k: int) -> float:
     p_rest = max(1.0 - p_mass, _MIN_PROB)
     q_rest = max(1.0 - q_mass, _MIN_PROB)
     return max(kl + p_rest * math.log(p_rest / q_rest), 0.0)
+
+
+def compare(
+    base: Sequence[WindowScores], other: Sequence[WindowScores], top_k: int
+) -> dict[str, Any]:
+    """Perplexity before and after, its change, top-1 agreement and mean KL."""
+    ppl_before, ppl_after = perplexity(base), perplexity(other)
+    return {
+        "ppl_before": round(ppl_before, 4),
+        "ppl_after": round(ppl_after, 4),
+        "ppl_increase_pct": round((ppl_after / ppl_before - 1) * 100, 3),
+        "top1_agreement": round(top1_agreement(base, other), 4),
+        "mean_kl": round(mean_kl(base, other, top_k), 5),
+    }

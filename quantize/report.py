@@ -64,6 +64,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "every text. KL is over the base model's top-"
         f"{gate['top_k']} tokens plus one bucket for the rest of the vocabulary.",
         "",
+        *_rtn_baseline(report.get("rtn_baseline"), gate["texts"]),
         "## Greedy answers, side by side",
         "",
         "| prompt | before | after |",
@@ -75,6 +76,26 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{_cell(answer['after'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _rtn_baseline(rtn: dict[str, Any] | None, texts: list[dict[str, Any]]) -> list[str]:
+    if not rtn:
+        return []
+    calibrated = {text["name"]: text["ppl_increase_pct"] for text in texts}
+    lines = [
+        "## Against round-to-nearest (same layers, bits, groups; same run)",
+        "",
+        "| text | this method | round-to-nearest | ratio | round-to-nearest KL |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rtn["texts"]:
+        ratio = row["increase_ratio"]
+        lines.append(
+            f"| {row['name']} | {calibrated[row['name']]:+.2f}% | "
+            f"{row['ppl_increase_pct']:+.2f}% | "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {row['mean_kl']:.4f} |"
+        )
+    return [*lines, ""]
 
 
 def _calibration(calibration: dict[str, Any]) -> str:

