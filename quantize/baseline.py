@@ -46,6 +46,8 @@ def rtn_plan(plan: Plan) -> Plan:
         result_path=str(staging / "rtn-result.json"),
         calib_path=None,
         num_calib_samples=0,
+        # Plain round-to-nearest: each group's full range, no data.
+        weight_observer="minmax",
     )
 
 

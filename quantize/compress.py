@@ -49,6 +49,7 @@ def compress(plan: Plan) -> dict[str, Any]:
 
     from llmcompressor import oneshot
 
+    _skip_pinning_without_accelerator()
     oneshot(
         model=model,
         dataset=dataset,
@@ -76,6 +77,21 @@ def compress(plan: Plan) -> dict[str, Any]:
             for name in ("llmcompressor", "compressed-tensors", "transformers", "torch")
         },
     }
+
+
+def _skip_pinning_without_accelerator() -> None:
+    """Let AWQ run on a machine without an accelerator.
+
+    llm-compressor 0.14's AWQ pins its cached activations in page-locked memory to
+    speed up copies to a GPU; without one, torch refuses ("Cannot access
+    accelerator device when none is available") and there is nothing to speed up.
+    """
+    import torch
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    if torch.accelerator.is_available():
+        return
+    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
 
 
 def _as_dataset(samples: list[list[int]]) -> Any:

@@ -29,6 +29,9 @@ class Plan:
     ignore: dict[str, str] = field(default_factory=dict)
     smoothing_strength: float = 0.8
     dampening_frac: float = 0.01
+    # How 4-bit group scales are chosen: "minmax" (the full range) or "mse"
+    # (the clipped range with the least weight error).
+    weight_observer: str = "minmax"
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -33,6 +33,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"| group size | {method['group_size'] or 'none (per channel)'} |",
         f"| symmetric | {method['symmetric']} |",
         f"| GPTQ dampening | {method.get('gptq_dampening_frac') or 'n/a'} |",
+        f"| group scales | {_SCALES.get(method.get('weight_scales'), 'n/a')} |",
         f"| calibration | {_calibration(calibration)} |",
         f"| wall time | {report['wall_s']['total']:.0f} s "
         f"(compression {report['wall_s']['compression']:.0f} s) |",
@@ -76,6 +77,14 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{_cell(answer['after'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+_SCALES = {
+    "minmax": "minmax: each group's full range",
+    "mse": "mse: the clipped range with the least rounding error",
+    "imatrix_mse": "imatrix_mse: the clipped range with the least rounding error, "
+    "each input channel weighted by its mean squared calibration activation",
+}
 
 
 def _rtn_baseline(rtn: dict[str, Any] | None, texts: list[dict[str, Any]]) -> list[str]:

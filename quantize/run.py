@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     group_size = _group_size(method, args.bits, source, args.group_size)
     symmetric = args.bits == 8 or (args.symmetric and method.name != "awq")
     calib_path = _calib_path(method, args.calib)
+    weight_observer = _weight_observer(method, group_size, args.weight_scales)
     max_increase_pct = (
         args.max_ppl_increase
         if args.max_ppl_increase is not None
@@ -63,7 +65,10 @@ def run(args: argparse.Namespace, console: Console) -> None:
 
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        plan = _plan(method, args, source, staging, group_size, symmetric, calib_path)
+        plan = dataclasses.replace(
+            _plan(method, args, source, staging, group_size, symmetric, calib_path),
+            weight_observer=weight_observer,
+        )
         compression = (
             toolchain.compress(plan, console) if method.is_offline else _NOT_COMPRESSED
         )
@@ -121,6 +126,26 @@ def _group_size(
             "groups; drop --group-size"
         )
     return None
+
+
+def _weight_observer(
+    method: Method, group_size: int | None, requested: str | None
+) -> str:
+    from quantize.cli import default_weight_observer
+
+    if group_size is None:
+        if requested is not None:
+            raise QuantizeError(
+                f"--weight-scales chooses 4-bit group scales; method {method.name} "
+                "at these bits has none, so drop --weight-scales"
+            )
+        return "minmax"
+    if requested == "imatrix_mse" and not method.needs_calibration:
+        raise QuantizeError(
+            f"--weight-scales imatrix_mse weighs errors by calibration activations, "
+            f"and {method.name} reads no calibration data; use mse or minmax"
+        )
+    return requested or default_weight_observer(method.needs_calibration)
 
 
 def _calib_path(method: Method, calib: Path | None) -> Path | None:
@@ -300,6 +325,7 @@ def _build_report(
             "group_size": group_size,
             "symmetric": symmetric,
             "gptq_dampening_frac": compression.get("dampening_frac"),
+            "weight_scales": compression.get("weight_observer"),
         },
         "unquantized": {
             **(unquantized_modules(method, bits) if method.is_offline else {}),

@@ -76,4 +76,5 @@ def compress(plan: Plan, console: Console) -> dict[str, Any]:
     run_compression(plan, Path(plan.result_path).with_suffix(".plan.json"))
     result: dict[str, Any] = json.loads(Path(plan.result_path).read_text())
     result["dampening_frac"] = plan.dampening_frac if plan.method != "rtn" else None
+    result["weight_observer"] = plan.weight_observer if plan.group_size else None
     return result

@@ -17,6 +17,7 @@ def int4_weight_groups(plan: Plan) -> dict[str, Any]:
         symmetric=plan.symmetric,
         strategy="group",
         group_size=plan.group_size,
+        observer=plan.weight_observer,
     )
     return {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
 

@@ -37,8 +37,11 @@ def test_the_baseline_plan_changes_only_the_method_and_drops_the_data() -> None:
         num_calib_samples=64,
         ignore={"lm_head": "why"},
         dampening_frac=0.1,
+        weight_observer="imatrix_mse",
     )
     rtn = baseline.rtn_plan(plan)
+    # Plain round-to-nearest: no data, so no activation-weighted scales either.
+    assert rtn.weight_observer == "minmax"
     assert (rtn.method, rtn.bits, rtn.group_size, rtn.symmetric) == (
         "rtn",
         4,

@@ -124,3 +124,37 @@ def test_calibration_for_a_data_free_method_is_refused(
     )
     assert code == cli.EXIT_BAD_INPUT
     assert "rtn uses no calibration data; drop --calib" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--bits", "4", "--method", "rtn", "--weight-scales", "imatrix_mse"],
+            "rtn reads no calibration data; use mse or minmax",
+        ),
+        (
+            ["--bits", "8", "--weight-scales", "mse"],
+            "method w8a8 at these bits has none, so drop --weight-scales",
+        ),
+    ],
+)
+def test_weight_scales_that_cannot_apply_are_refused(
+    capsys: pytest.CaptureFixture[str],
+    fake_checkpoint: Path,
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+) -> None:
+    code, err = _quantize(capsys, *args, str(fake_checkpoint), "--home", str(tmp_path))
+    assert code == cli.EXIT_BAD_INPUT
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("needs_calibration", "observer"), [(True, "imatrix_mse"), (False, "minmax")]
+)
+def test_calibrated_methods_weigh_scales_by_activations_by_default(
+    needs_calibration: bool, observer: str
+) -> None:
+    assert cli.default_weight_observer(needs_calibration) == observer

