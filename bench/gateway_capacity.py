@@ -11,15 +11,19 @@ same gateway with `--metering false` (what metering costs is the difference), an
 LiteLLM's proxy when `litellm` is installed. Each target gets, per round, a
 non-streaming run (requests/s) and a streaming run (text chunks/s) of
 `--concurrency` closed-loop clients for `--seconds`, after warm-up requests that
-are not counted. Targets alternate within every round, in an order that rotates
-from round to round, so that drift in a shared machine's load spreads over all of
-them; the table shows medians over rounds. Everything runs on this machine, so the
-client and the mock take CPU from the proxy under test: the CPU columns (cores
-used, from each process's CPU time over the run) show which process was the limit.
+are not counted, and a streaming run of one client for `--seconds`: the time to
+first token that each proxy adds to the mock's own, with no engine on the machine
+to compete with it for the cores. Targets alternate within every round, in an
+order that rotates from round to round, so that drift in a shared machine's load
+spreads over all of them; the table shows medians over rounds. Everything runs on
+this machine, so the client and the mock take CPU from the proxy under test: the
+CPU columns (cores used, from each process's CPU time over the run) show which
+process was the limit.
 A proxy's CPU time per request depends least on the machine's load.
 
 Targets: the gateway, metered and not, passes at least 1,500 requests/s and at
-least 0.6 x the bare proxy's; metered, at least 0.9 x the unmetered requests/s.
+least 0.6 x the bare proxy's and adds at most 2 ms to the median time to first
+token of one client; metered, at least 0.9 x the unmetered requests/s.
 
 Run: `python -m bench.gateway_capacity [--rounds 3 --seconds 5 --concurrency 64]`.
 """
@@ -65,6 +69,9 @@ MOCK_TOKENS = 16
 TARGET_GATEWAY_REQUESTS_PER_S = 1500.0
 TARGET_GATEWAY_TO_BARE = 0.6
 TARGET_METERED_TO_UNMETERED = 0.9
+TARGET_TTFT_ADDED_S = 0.002
+# Runs per target and round: (mode, streaming, clients or None for --concurrency).
+MODES = (("whole", False, None), ("stream", True, None), ("single", True, 1))
 # Targets by their key in the JSON line, with the label the table shows.
 LABELS = {
     "direct": "direct to mock",
@@ -91,7 +98,7 @@ class Target:
     api_key: str | None
     proxy: Service | None
     rounds: dict[str, list[dict[str, Any]]] = field(
-        default_factory=lambda: {"whole": [], "stream": []}
+        default_factory=lambda: {mode: [] for mode, _, _ in MODES}
     )
 
 
@@ -116,7 +123,11 @@ def _start_targets(
 
 
 async def _measure(
-    target: Target, mock: Service, is_stream: bool, args: argparse.Namespace
+    target: Target,
+    mock: Service,
+    is_stream: bool,
+    concurrency: int,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     workload = Workload(
         url=target.base_url + "/v1/chat/completions",
@@ -131,9 +142,9 @@ async def _measure(
     cpu = CpuClock(sources)
     result = await run_load(
         workload,
-        args.concurrency,
+        concurrency,
         duration_s=args.seconds,
-        num_warmup=args.concurrency * 4,
+        num_warmup=max(concurrency * 4, 20),
         on_start=cpu.start,
     )
     cores = {
@@ -151,14 +162,20 @@ async def _run_rounds(
     for round_index in range(args.rounds):
         shift = round_index % len(targets)
         for target in targets[shift:] + targets[:shift]:
-            for mode in ("whole", "stream"):
-                row = await _measure(target, mock, mode == "stream", args)
+            for mode, is_stream, clients in MODES:
+                row = await _measure(
+                    target, mock, is_stream, clients or args.concurrency, args
+                )
                 target.rounds[mode].append(row)
-                rate = row["requests_per_s" if mode == "whole" else "chunks_per_s"]
-                unit = "req/s" if mode == "whole" else "chunks/s"
+                if mode == "single":
+                    figure = f"{row['ttft_median_s'] * 1e3:9.3f} ms TTFT p50"
+                elif mode == "stream":
+                    figure = f"{row['chunks_per_s']:9.0f} chunks/s"
+                else:
+                    figure = f"{row['requests_per_s']:9.0f} req/s"
                 console.print(
                     f"round {round_index + 1}/{args.rounds}  {LABELS[target.name]:<19} "
-                    f"{mode:<6} {rate:9.0f} {unit}  errors {row['num_errors']}"
+                    f"{mode:<6} {figure}  errors {row['num_errors']}"
                 )
 
 
@@ -170,6 +187,7 @@ def _median(rows: list[dict[str, Any]], key: str) -> float | None:
 def summarize(target: Target) -> dict[str, Any]:
     """Medians over rounds of what `target` did."""
     whole, stream = target.rounds["whole"], target.rounds["stream"]
+    single = target.rounds["single"]
     summary: dict[str, Any] = {
         "requests_per_s": _median(whole, "requests_per_s"),
         "stream_chunks_per_s": _median(stream, "chunks_per_s"),
@@ -177,7 +195,9 @@ def summarize(target: Target) -> dict[str, Any]:
         "proxy_cpu_s_per_request": _median(whole, "proxy_cpu_s_per_request"),
         "proxy_cpu_s_per_stream": _median(stream, "proxy_cpu_s_per_request"),
         "stream_ttft_median_s": _median(stream, "ttft_median_s"),
-        "num_errors": sum(row["num_errors"] for row in whole + stream),
+        "single_ttft_median_s": _median(single, "ttft_median_s"),
+        "single_ttft_median_s_by_round": [row["ttft_median_s"] for row in single],
+        "num_errors": sum(row["num_errors"] for row in whole + stream + single),
         "requests_per_s_by_round": [row["requests_per_s"] for row in whole],
         "stream_chunks_per_s_by_round": [row["chunks_per_s"] for row in stream],
     }
@@ -218,8 +238,17 @@ def capacity_result(
         summaries["gateway"] or {},
         summaries["gateway_unmetered"] or {},
     )
+    ttft_added_s = {
+        name: _ttft_added_s(summaries[name], summaries["direct"])
+        for name in LABELS
+        if name != "direct"
+    }
     targets_met: dict[str, dict[str, bool | None]] = {"issue_2": {}, "issue_3": {}}
     for name, summary in (("gateway", metered), ("gateway_unmetered", unmetered)):
+        added_s = ttft_added_s[name]
+        targets_met["issue_2"][f"{name}_ttft_added_at_1_client_at_most_2_ms"] = (
+            None if added_s is None else added_s <= TARGET_TTFT_ADDED_S
+        )
         targets_met["issue_2"][f"{name}_requests_per_s_at_least_1500"] = _at_least(
             summary.get("requests_per_s"), TARGET_GATEWAY_REQUESTS_PER_S
         )
@@ -241,6 +270,8 @@ def capacity_result(
         "load_avg_1m": os.getloadavg()[0],
         "targets": summaries,
         "ratios": ratios,
+        # Median over rounds of each round's added TTFT at one client.
+        "ttft_added_at_1_client_s": ttft_added_s,
         # The gateway's CPU time that metering adds: the figure a busy machine
         # disturbs least.
         "metering_added_cpu_s_per_request": _difference(
@@ -255,6 +286,20 @@ def capacity_result(
     }
 
 
+def _ttft_added_s(
+    proxied: dict[str, Any] | None, direct: dict[str, Any] | None
+) -> float | None:
+    if not proxied or not direct:
+        return None
+    pairs = zip(
+        proxied["single_ttft_median_s_by_round"],
+        direct["single_ttft_median_s_by_round"],
+        strict=True,
+    )
+    added = [a - b for a, b in pairs if a is not None and b is not None]
+    return statistics.median(added) if added else None
+
+
 def _fmt(value: float | None, scale: float = 1.0, digits: int = 0) -> str:
     return "null" if value is None else f"{value * scale:,.{digits}f}"
 
@@ -265,14 +310,16 @@ def _table(result: dict[str, Any]) -> Table:
         f"{result['rounds']} rounds of {result['seconds']:g} s",
         caption="chunks/s: streaming, one token a chunk; µs/req and µs/stream: the "
         "proxy's CPU time per request; cores: CPU cores used by proxy / mock / "
-        "client in the req/s runs",
+        "client in the req/s runs; TTFT 1 client: median time to first token of "
+        "one streaming client",
     )
     table.add_column("target")
-    for column in ("req/s", "chunks/s", "µs/req", "µs/stream", "errors", "cores"):
+    columns = ("req/s", "chunks/s", "µs/req", "µs/stream", "TTFT 1 client ms")
+    for column in (*columns, "errors", "cores"):
         table.add_column(column, justify="right")
     for name, summary in result["targets"].items():
         if summary is None:
-            table.add_row(LABELS[name], "not installed", *["null"] * 5)
+            table.add_row(LABELS[name], "not installed", *["null"] * 6)
             continue
         cores = (summary[f"{p}_cores_whole"] for p in ("proxy", "mock", "client"))
         table.add_row(
@@ -281,6 +328,7 @@ def _table(result: dict[str, Any]) -> Table:
             _fmt(summary["stream_chunks_per_s"]),
             _fmt(summary["proxy_cpu_s_per_request"], 1e6),
             _fmt(summary["proxy_cpu_s_per_stream"], 1e6),
+            _fmt(summary["single_ttft_median_s"], 1e3, 3),
             str(summary["num_errors"]),
             "/".join(_fmt(value, digits=2) for value in cores),
         )
@@ -296,6 +344,10 @@ def _print_report(result: dict[str, Any]) -> None:
                 f"{LABELS[numerator]} / {LABELS[denominator]} {short}/s: "
                 f"{_fmt(ratio, digits=2)}"
             )
+    for name, added_s in result["ttft_added_at_1_client_s"].items():
+        console.print(
+            f"{LABELS[name]} adds {_fmt(added_s, 1e3, 3)} ms to TTFT p50 at 1 client"
+        )
     for unit in ("request", "stream"):
         added_s = result[f"metering_added_cpu_s_per_{unit}"]
         console.print(f"metering adds {_fmt(added_s, 1e6, 1)} µs CPU per {unit}")

@@ -28,10 +28,17 @@ def _row(requests_per_s: float, proxy_cpu_s: float | None = None) -> dict[str, A
     return row
 
 
-def _summary(requests_per_s: float, proxy_cpu_s: float | None) -> dict[str, Any]:
+def _summary(
+    requests_per_s: float, proxy_cpu_s: float | None, ttft_s: float = 0.005
+) -> dict[str, Any]:
     target = Target("t", "http://x", None, None)
     target.rounds["whole"] = [_row(requests_per_s, proxy_cpu_s)] * 3
     target.rounds["stream"] = [_row(requests_per_s / 2, proxy_cpu_s)]
+    # One client: the TTFT of each of three rounds.
+    target.rounds["single"] = [
+        {"ttft_median_s": ttft_s + jitter_s, "num_errors": 0}
+        for jitter_s in (0.0, 0.0004, -0.0002)
+    ]
     return summarize(target)
 
 
@@ -55,8 +62,9 @@ def test_result_has_every_target_ratio_and_check() -> None:
     summaries = {
         "direct": _summary(5000.0, None),
         "bare": _summary(2500.0, 0.0002),
-        "gateway": _summary(1600.0, 0.0004),
-        "gateway_unmetered": _summary(2000.0, 0.0003),
+        # At one client: 1.5 ms added to the mock's TTFT, and 3 ms.
+        "gateway": _summary(1600.0, 0.0004, ttft_s=0.0065),
+        "gateway_unmetered": _summary(2000.0, 0.0003, ttft_s=0.008),
     }
 
     result = capacity_result(summaries, _ARGS)
@@ -71,8 +79,14 @@ def test_result_has_every_target_ratio_and_check() -> None:
     assert ratios["gateway_to_litellm_requests"] is None
     assert result["metering_added_cpu_s_per_request"] == pytest.approx(0.0001)
     assert result["metering_added_cpu_s_per_stream"] == pytest.approx(0.0001)
+    added_s = result["ttft_added_at_1_client_s"]
+    assert added_s["gateway"] == pytest.approx(0.0015)
+    assert added_s["bare"] == pytest.approx(0.0)
+    assert added_s["litellm"] is None
     assert result["targets_met"] == {
         "issue_2": {
+            "gateway_ttft_added_at_1_client_at_most_2_ms": True,
+            "gateway_unmetered_ttft_added_at_1_client_at_most_2_ms": False,
             "gateway_requests_per_s_at_least_1500": True,
             "gateway_to_bare_requests_at_least_0_6": True,
             "gateway_unmetered_requests_per_s_at_least_1500": True,
