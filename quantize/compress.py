@@ -91,7 +91,7 @@ def _skip_pinning_without_accelerator() -> None:
 
     if torch.accelerator.is_available():
         return
-    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
 
 
 def _as_dataset(samples: list[list[int]]) -> Any:
