@@ -86,6 +86,7 @@ def summarize(
         row = {
             "name": text.name,
             **compare(base.scores[text.name], after.scores[text.name], settings.top_k),
+            "calibrated_increase_pct": calibrated[text.name],
         }
         rtn_increase = row["ppl_increase_pct"]
         # A ratio is only meaningful when round-to-nearest lost something.
@@ -101,14 +102,13 @@ def summarize(
     }
 
 
-def describe(rtn: dict[str, Any], texts: list[dict[str, Any]]) -> str:
+def describe(rtn: dict[str, Any]) -> str:
     """One line per text: calibrated vs round-to-nearest increase and their ratio."""
-    calibrated = {text["name"]: text["ppl_increase_pct"] for text in texts}
     lines = ["vs round-to-nearest at the same scheme (same run):"]
     for row in rtn["texts"]:
         ratio = row["increase_ratio"]
         lines.append(
-            f"  {row['name']}: {calibrated[row['name']]:+.2f}% vs "
+            f"  {row['name']}: {row['calibrated_increase_pct']:+.2f}% vs "
             f"{row['ppl_increase_pct']:+.2f}%"
             + (
                 f" ({ratio:.2f}x round-to-nearest's increase)"

@@ -65,7 +65,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "every text. KL is over the base model's top-"
         f"{gate['top_k']} tokens plus one bucket for the rest of the vocabulary.",
         "",
-        *_rtn_baseline(report.get("rtn_baseline"), gate["texts"]),
+        *_rtn_baseline(report.get("rtn_baseline")),
         "## Greedy answers, side by side",
         "",
         "| prompt | before | after |",
@@ -87,10 +87,9 @@ _SCALES = {
 }
 
 
-def _rtn_baseline(rtn: dict[str, Any] | None, texts: list[dict[str, Any]]) -> list[str]:
+def _rtn_baseline(rtn: dict[str, Any] | None) -> list[str]:
     if not rtn:
         return []
-    calibrated = {text["name"]: text["ppl_increase_pct"] for text in texts}
     lines = [
         "## Against round-to-nearest (same layers, bits, groups; same run)",
         "",
@@ -100,7 +99,7 @@ def _rtn_baseline(rtn: dict[str, Any] | None, texts: list[dict[str, Any]]) -> li
     for row in rtn["texts"]:
         ratio = row["increase_ratio"]
         lines.append(
-            f"| {row['name']} | {calibrated[row['name']]:+.2f}% | "
+            f"| {row['name']} | {row['calibrated_increase_pct']:+.2f}% | "
             f"{row['ppl_increase_pct']:+.2f}% | "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {row['mean_kl']:.4f} |"
         )

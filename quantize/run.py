@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import tempfile
 import time
@@ -65,9 +64,15 @@ def run(args: argparse.Namespace, console: Console) -> None:
 
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        plan = dataclasses.replace(
-            _plan(method, args, source, staging, group_size, symmetric, calib_path),
-            weight_observer=weight_observer,
+        plan = _plan(
+            method,
+            args,
+            source,
+            staging,
+            group_size,
+            symmetric,
+            calib_path,
+            weight_observer,
         )
         compression = (
             toolchain.compress(plan, console) if method.is_offline else _NOT_COMPRESSED
@@ -177,6 +182,7 @@ def _plan(
     group_size: int | None,
     symmetric: bool,
     calib_path: Path | None,
+    weight_observer: str,
 ) -> Plan:
     from quantize.cli import DEFAULT_DAMPENING_FRAC
 
@@ -197,6 +203,7 @@ def _plan(
             if args.dampening_frac is not None
             else DEFAULT_DAMPENING_FRAC[args.bits]
         ),
+        weight_observer=weight_observer,
     )
 
 
@@ -383,7 +390,7 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
     console.print(table)
     rtn = result.get("rtn_baseline")
     if rtn:
-        console.print(baseline.describe(rtn, result["gate"]["texts"]), markup=False)
+        console.print(baseline.describe(rtn), markup=False)
     size = result["size"]
     console.print(
         f"size {size['before_bytes'] / 1e6:.1f} MB -> {size['after_bytes'] / 1e6:.1f} "

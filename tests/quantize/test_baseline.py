@@ -76,7 +76,7 @@ def test_the_ratio_is_the_calibrated_increase_over_round_to_nearests() -> None:
     assert [row["increase_ratio"] for row in summary["texts"]] == pytest.approx(
         [0.25] * len(EVAL_TEXTS)
     )
-    line = baseline.describe(summary, texts)
+    line = baseline.describe(summary)
     assert "+5.00% vs +20.00% (0.25x round-to-nearest's increase)" in line
 
 
@@ -90,28 +90,17 @@ def test_no_ratio_when_round_to_nearest_lost_nothing() -> None:
 
 
 def test_the_markdown_report_shows_the_baseline_beside_the_method() -> None:
-    texts = [
-        {
-            "name": "wikitext2-test",
-            "num_windows": 1,
-            "window_len": 512,
-            "ppl_before": 10.0,
-            "ppl_after": 10.5,
-            "ppl_increase_pct": 5.0,
-            "top1_agreement": 0.9,
-            "mean_kl": 0.05,
-        }
-    ]
     rtn = {
         "texts": [
             {
                 "name": "wikitext2-test",
+                "calibrated_increase_pct": 5.0,
                 "ppl_increase_pct": 20.0,
                 "mean_kl": 0.2,
                 "increase_ratio": 0.25,
             }
         ]
     }
-    section = "\n".join(report._rtn_baseline(rtn, texts))
+    section = "\n".join(report._rtn_baseline(rtn))
     assert "| wikitext2-test | +5.00% | +20.00% | 0.25 | 0.2000 |" in section
-    assert report._rtn_baseline(None, texts) == []
+    assert report._rtn_baseline(None) == []

@@ -1,4 +1,4 @@
-"""The relay's handling of single SSE lines: usage, finish and the fast path."""
+"""The relay: single SSE lines (usage, finish, the fast path) and whole reads."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from server import stream_relay
 from server.records import RecentRequests, RequestRecord
 from server.stream_relay import StreamRelay
 
@@ -124,3 +125,47 @@ def test_other_fields_and_comments_pass_as_whole_events() -> None:
     body, pending = relay._on_data(b': ping\n\nevent: note\ndata: {"x":1}\n\n')
     assert body == b': ping\n\nevent: note\ndata: {"x":1}\n\n'
     assert pending == b""
+
+
+class _Content:
+    """aiohttp's response content as the relay reads it: what arrived, read by read."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = list(reads)
+
+    async def readany(self) -> bytes:
+        return self._reads.pop(0) if self._reads else b""
+
+
+class _Upstream:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.content = _Content(reads)
+
+
+async def _relayed(reads: list[bytes]) -> tuple[StreamRelay, bytes]:
+    relay = _relay()
+    relay._upstream = _Upstream(reads)  # type: ignore[assignment]
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["body"])
+
+    await relay._relay(send)
+    return relay, b"".join(sent)
+
+
+async def test_events_cut_between_reads_and_a_last_one_without_its_blank_line() -> None:
+    cut = len(TOKEN) // 3
+    _, body = await _relayed([TOKEN[:cut], TOKEN[cut:] + TOKEN, TOKEN.rstrip(b"\n")])
+    assert body == STRIPPED * 3 + b"data: [DONE]\n\n"
+
+
+async def test_an_event_past_the_size_limit_is_an_error_not_a_growing_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream_relay, "MAX_EVENT_BYTES", 64)
+    relay, body = await _relayed([TOKEN, b"data: " + b"x" * 100, b"y" * 100])
+    assert body.startswith(STRIPPED + b"data: {")
+    assert b"without its blank line" in body
+    assert not body.endswith(b"[DONE]\n\n")
+    assert (relay._record.status, relay._record.http_status) == ("error", 502)
