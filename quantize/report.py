@@ -68,6 +68,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         *_rtn_baseline(report.get("rtn_baseline")),
         "## Greedy answers, side by side",
         "",
+        *_system_prompt_line(gate.get("answers_system_prompt")),
         "| prompt | before | after |",
         "| --- | --- | --- |",
     ]
@@ -121,3 +122,12 @@ def _gb(num_bytes: int | None) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _system_prompt_line(system_prompt: str | None) -> list[str]:
+    if not system_prompt:
+        return []
+    return [
+        f"Temperature 0, each prompt after the system message {system_prompt!r}.",
+        "",
+    ]

@@ -358,6 +358,7 @@ def _build_report(
             "max_ppl_increase_pct": max_increase_pct,
             "top_k": settings.top_k,
             "texts": texts,
+            "answers_system_prompt": gate.GREEDY_SYSTEM_PROMPT,
             "answers": [
                 {"prompt": prompt, "before": before, "after": answer}
                 for prompt, before, answer in zip(

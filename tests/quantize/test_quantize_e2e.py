@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quantize.gate import GREEDY_SYSTEM_PROMPT
 from tests.e2e.conftest import HOME, READY_TIMEOUT_S
 from tests.server.conftest import free_port
 
@@ -43,6 +44,13 @@ models:
 # France…" (CPU calibration is not bit-reproducible).
 SHORT_EVAL = ["--eval-windows", "8"]
 VARIANTS = {"smol-int8": ["--bits", "8"], "smol-int4": ["--bits", "4"]}
+# The gate's greedy question, with its system message: asked bare, even the bf16
+# base answers Paris or "L'Étoile…" by a margin of 0.1-0.25 nats that differs
+# between machines (quantize/gate.py, GREEDY_SYSTEM_PROMPT).
+QUESTION = [
+    {"role": "system", "content": GREEDY_SYSTEM_PROMPT},
+    {"role": "user", "content": "What is the capital of France?"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +115,7 @@ def test_registered_variants_answer_paris_through_the_gateway(
         for name in VARIANTS:
             reply = client.chat.completions.create(
                 model=name,
-                messages=[
-                    {"role": "user", "content": "What is the capital of France?"}
-                ],
+                messages=QUESTION,
                 temperature=0,
                 max_tokens=32,
             )

@@ -43,6 +43,7 @@ REPORT = {
                 "mean_kl": 0.01,
             }
         ],
+        "answers_system_prompt": "Be brief.",
         "answers": [{"prompt": "Capital?", "before": "Paris.", "after": "Paris\nyes"}],
     },
 }
@@ -55,6 +56,7 @@ def test_report_is_written_as_json_and_readable_markdown(tmp_path: Path) -> None
     assert "**Gate: PASS**" in markdown
     assert "| wikitext2-test | 40 x 512 | 25.600 | 25.856 | +1.00% |" in markdown
     assert "269.0 MB → 163.0 MB" in markdown
+    assert "after the system message 'Be brief.'" in markdown
     assert "| Capital? | Paris. | Paris yes |" in markdown
 
 
