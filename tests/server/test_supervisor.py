@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.config import ModelConfig
-from server.engine_process import EngineProcess, engine_args
+from server.engine_process import EngineProcess, engine_args, engine_env
 from server.supervisor import Backoff, EngineState, EngineSupervisor
 from tests.processes import is_running
 
@@ -70,6 +70,24 @@ def test_engine_args_carry_the_model_options() -> None:
     assert args[args.index("--dtype") + 1] == "bfloat16"
     assert args[-2:] == ["--seed", "1"]
     assert not any("key" in arg for arg in args)
+
+
+def test_int4_engines_keep_16_bit_activations_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VLLM_CPU_INT4_W4A8", raising=False)
+    int4 = {"name": "q", "source": "x", "precision": "int4"}
+    int4["quantization"] = "compressed-tensors"
+
+    assert (
+        engine_env(ModelConfig.model_validate(int4), "k")["VLLM_CPU_INT4_W4A8"] == "0"
+    )
+    w4a8 = {**int4, "engine": {"env": {"VLLM_CPU_INT4_W4A8": "1"}}}
+    assert (
+        engine_env(ModelConfig.model_validate(w4a8), "k")["VLLM_CPU_INT4_W4A8"] == "1"
+    )
+    bf16 = ModelConfig.model_validate({"name": "m", "source": "x"})
+    assert "VLLM_CPU_INT4_W4A8" not in engine_env(bf16, "k")
 
 
 async def test_supervisor_restarts_a_dead_engine(tmp_path: Path) -> None:
