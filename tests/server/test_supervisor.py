@@ -76,8 +76,12 @@ def test_int4_engines_keep_16_bit_activations_unless_configured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("VLLM_CPU_INT4_W4A8", raising=False)
-    int4 = {"name": "q", "source": "x", "precision": "int4"}
-    int4["quantization"] = "compressed-tensors"
+    int4 = {
+        "name": "q",
+        "source": "x",
+        "precision": "int4",
+        "quantization": "compressed-tensors",
+    }
 
     assert (
         engine_env(ModelConfig.model_validate(int4), "k")["VLLM_CPU_INT4_W4A8"] == "0"
